@@ -1,0 +1,95 @@
+# contextpool-c build.
+#
+#   make            build/libcpool.a, build/cpool (float32) and build/cpool64 (float64)
+#   make test       build and run every cmocka suite, in float32 and float64
+#   make asan       the same suites under -fsanitize=address,undefined (in build-asan/)
+#   make valgrind   the float64 suites under valgrind --leak-check=full
+#   make lint       clang-format check and cppcheck
+#   make bench      the performance table (matmul GFLOP/s against OpenBLAS)
+#   make run        the main job (README's first command)
+#   make deps       install the Debian packages the project needs (or say how)
+#
+# BUILD=dir puts every artefact in another directory; CC=clang works too.
+
+CC      ?= cc
+BUILD   ?= build
+OPT     ?= -O3 -march=native
+WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unknown-pragmas
+CFLAGS  := -std=c11 -D_DEFAULT_SOURCE -g $(OPT) $(WARN) -fopenmp -Iautograd -Ilayers $(EXTRA_CFLAGS)
+LDLIBS  := -lm -lz -fopenmp $(EXTRA_LDFLAGS)
+
+LIB_SRC   := $(sort $(wildcard autograd/*.c layers/*.c))
+TOOL_SRC  := $(sort $(wildcard tools/*.c))
+TEST_SRC  := $(sort $(wildcard tests/test_*.c))
+HEADERS   := $(wildcard autograd/*.h layers/*.h tools/*.h tests/*.h)
+
+# Every object exists twice: float32 (obj32/) and float64 (obj64/, -DCPOOL_DOUBLE).
+LIB32   := $(BUILD)/libcpool.a
+LIB64   := $(BUILD)/libcpool64.a
+OBJ32   := $(LIB_SRC:%.c=$(BUILD)/obj32/%.o)
+OBJ64   := $(LIB_SRC:%.c=$(BUILD)/obj64/%.o)
+TOOL32  := $(TOOL_SRC:%.c=$(BUILD)/obj32/%.o)
+TOOL64  := $(TOOL_SRC:%.c=$(BUILD)/obj64/%.o)
+TESTS32 := $(TEST_SRC:tests/%.c=$(BUILD)/tests32/%)
+TESTS64 := $(TEST_SRC:tests/%.c=$(BUILD)/tests64/%)
+
+.PHONY: all test asan valgrind lint format bench run deps clean
+all: $(LIB32) $(LIB64) $(BUILD)/cpool $(BUILD)/cpool64
+
+$(BUILD)/obj32/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+$(BUILD)/obj64/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DCPOOL_DOUBLE -c $< -o $@
+
+$(LIB32): $(OBJ32)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+$(LIB64): $(OBJ64)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/cpool: $(TOOL32) $(LIB32)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/cpool64: $(TOOL64) $(LIB64)
+	$(CC) $(CFLAGS) -DCPOOL_DOUBLE -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests32/%: tests/%.c $(LIB32) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests -o $@ $< $(LIB32) -lcmocka $(LDLIBS)
+$(BUILD)/tests64/%: tests/%.c $(LIB64) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DCPOOL_DOUBLE -Itests -o $@ $< $(LIB64) -lcmocka $(LDLIBS)
+
+test: deps all $(TESTS32) $(TESTS64)
+	@tools/run-tests.sh $(TESTS32) $(TESTS64)
+
+# Sanitizers: a separate build directory, no -march tuning needed, frame pointers for traces.
+asan: deps
+	$(MAKE) BUILD=build-asan OPT="-O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all" \
+	    EXTRA_LDFLAGS="-fsanitize=address,undefined" test
+
+valgrind: deps all $(TESTS64)
+	@RUNNER="valgrind --quiet --leak-check=full --show-leak-kinds=definite,indirect,possible --errors-for-leak-kinds=definite,indirect,possible --error-exitcode=99" \
+	    tools/run-tests.sh $(TESTS64)
+
+FORMAT_FILES := $(wildcard autograd/*.[ch] layers/*.[ch] tools/*.[ch] tests/*.[ch] bench/*.[ch] notebooks-c/*.[ch])
+lint:
+	clang-format --dry-run -Werror $(FORMAT_FILES)
+	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability --std=c11 \
+	    --inline-suppr --suppress=missingIncludeSystem -Iautograd -Ilayers autograd layers tools
+format:
+	clang-format -i $(FORMAT_FILES)
+
+bench: deps
+	$(MAKE) -C bench BUILD=../$(BUILD)
+
+run: deps all
+	$(BUILD)/cpool gradcheck all
+
+deps:
+	@tools/deps.sh
+
+clean:
+	rm -rf $(BUILD) build-asan

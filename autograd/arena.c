@@ -1,0 +1,75 @@
+/* arena.c - see arena.h. */
+#include "arena.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+struct ArenaBlock {
+    ArenaBlock *previous;
+    size_t capacity; /* bytes in data[] */
+    size_t offset;   /* bytes of data[] in use */
+    _Alignas(ARENA_ALIGN) unsigned char data[];
+};
+
+enum { ARENA_MIN_BLOCK = 1 << 20 }; /* 1 MiB: small steps never touch malloc twice */
+
+static size_t round_up(size_t bytes) { return (bytes + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1); }
+
+static ArenaBlock *block_new(size_t capacity, ArenaBlock *previous) {
+    ArenaBlock *block = aligned_alloc(ARENA_ALIGN, round_up(sizeof(ArenaBlock) + capacity));
+    if (!block) cpool_fail("arena: out of memory allocating a block of %zu bytes", capacity);
+    block->previous = previous;
+    block->capacity = capacity;
+    block->offset = 0;
+    return block;
+}
+
+void *arena_alloc(Arena *arena, size_t bytes) {
+    size_t need = round_up(bytes ? bytes : 1);
+    ArenaBlock *head = arena->head;
+    if (!head || head->offset + need > head->capacity) {
+        size_t capacity = head ? 2 * head->capacity : ARENA_MIN_BLOCK;
+        if (capacity < need) capacity = round_up(need);
+        head = arena->head = block_new(capacity, head);
+    }
+    void *p = head->data + head->offset;
+    head->offset += need;
+    arena->used_bytes += need;
+    if (arena->used_bytes > arena->peak_bytes) arena->peak_bytes = arena->used_bytes;
+    return p;
+}
+
+void *arena_calloc(Arena *arena, size_t bytes) {
+    void *p = arena_alloc(arena, bytes);
+    memset(p, 0, bytes);
+    return p;
+}
+
+void arena_reset(Arena *arena) {
+    ArenaBlock *head = arena->head;
+    if (head && head->previous) {
+        /* This step needed more than one block: replace the chain by a single block that holds
+         * the peak, so the next step of the same size fits without growing. */
+        arena_free(arena);
+        size_t peak = arena->peak_bytes;
+        arena->peak_bytes = peak;
+        arena->head = block_new(round_up(peak), NULL);
+    } else if (head) {
+        head->offset = 0;
+    }
+    arena->used_bytes = 0;
+}
+
+void arena_free(Arena *arena) {
+    size_t peak = arena->peak_bytes;
+    for (ArenaBlock *block = arena->head; block;) {
+        ArenaBlock *previous = block->previous;
+        free(block);
+        block = previous;
+    }
+    arena->head = NULL;
+    arena->used_bytes = 0;
+    arena->peak_bytes = peak;
+}

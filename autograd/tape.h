@@ -1,0 +1,86 @@
+/* tape.h - the tape (a Wengert list) that records ops and walks them backward.
+ *
+ * Every op applied to a tensor that needs a gradient appends one TapeRecord: which op, its
+ * inputs, its output, and whatever it saved for the backward pass. Because ops run in order, the
+ * tape is already topologically sorted; backward is a for loop from the last record to the first,
+ * and each record's backward *adds* into its inputs' gradients (an input used twice receives both
+ * contributions). No recursion, no graph search.
+ *
+ * Intermediate tensors, gradients of intermediates, saved values and the inputs lists all live in
+ * the tape's arena, released at once by tape_reset() at the end of a step.
+ *
+ *     Tape *tape = tape_create();
+ *     Tensor *w = tensor_create(1, (int[]){3}, 1);          // a parameter: owned, has a grad
+ *     for (int step = 0; step < 100; step++) {
+ *         Tensor *loss = op_sum_all(tape, op_mul(tape, w, w));  // loss = sum w^2
+ *         tape_backward(tape, loss);                         // w->grad += 2 w
+ *         ... update w from w->grad, then tensor_zero_grad(w) ...
+ *         tape_reset(tape);                                  // loss and the record are gone
+ *     }
+ *     tape_free(tape);
+ *
+ * Modes: tape->no_grad = 1 records nothing (evaluation); tape->anomaly = 1 checks every forward
+ * output and every gradient produced in backward for NaN/Inf and fails naming the op and its
+ * position on the tape.
+ */
+#ifndef CPOOL_TAPE_H
+#define CPOOL_TAPE_H
+
+#include "arena.h"
+#include "tensor.h"
+
+typedef struct Tape Tape;
+typedef struct TapeRecord TapeRecord;
+
+/* An op's backward: read record->output->grad, add into each input's gradient (tape_grad). */
+typedef void (*BackwardFn)(Tape *tape, TapeRecord *record);
+
+struct TapeRecord {
+    const char *op;       /* the op's name, e.g. "matmul" */
+    BackwardFn backward;
+    int n_inputs;
+    Tensor **inputs;      /* n_inputs pointers, in the arena */
+    Tensor *output;
+    void *saved;          /* op-specific values kept for backward (tape_save), or NULL */
+};
+
+struct Tape {
+    Arena arena;          /* everything that lives for one step */
+    TapeRecord *records;  /* records[0..n_records-1] in forward order (malloc'd, kept on reset) */
+    int n_records;
+    int capacity;
+    int no_grad;          /* 1: ops record nothing and outputs do not require grad */
+    int anomaly;          /* 1: check every forward and backward output for NaN/Inf */
+};
+
+Tape *tape_create(void);
+void tape_free(Tape *tape);
+void tape_reset(Tape *tape); /* forget all records and release the arena */
+
+/* A new intermediate tensor in the arena: data uninitialised (tape_tensor) or zeroed. */
+Tensor *tape_tensor(Tape *tape, int ndim, const int *shape);
+Tensor *tape_tensor_zeros(Tape *tape, int ndim, const int *shape);
+/* Arena memory for an op's saved values; zeroed. Lives until tape_reset. */
+void *tape_save(Tape *tape, size_t bytes);
+
+/* Called by every op after computing `output` from `inputs`. If recording (not no_grad) and some
+ * input requires grad, appends a record and marks the output as requiring grad; returns the
+ * record (so the op can attach saved values) or NULL when nothing was recorded. In anomaly mode it
+ * checks the output for NaN/Inf either way. */
+TapeRecord *tape_record(Tape *tape, const char *op, BackwardFn backward, Tensor *output,
+                        int n_inputs, Tensor *const *inputs);
+
+/* The gradient buffer of t, allocated (zeroed, in the arena) on first use; NULL when t does not
+ * require grad, so a backward can skip inputs that need nothing. */
+real *tape_grad(Tape *tape, Tensor *t);
+
+/* Backward from a scalar loss: seeds d(loss)/d(loss) = 1 and walks the records in reverse. */
+void tape_backward(Tape *tape, Tensor *loss);
+/* Backward from any output with a given upstream gradient `seed` (output->size values): the
+ * vector-Jacobian product used by the gradient checker and the layer lab. */
+void tape_backward_from(Tape *tape, Tensor *output, const real *seed);
+
+/* One line per record: position, op, input shapes -> output shape. */
+void tape_print(const Tape *tape, FILE *out);
+
+#endif

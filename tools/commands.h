@@ -1,0 +1,12 @@
+/* commands.h - the subcommands of build/cpool. Each takes argc/argv after the command name
+ * (argv[0] is the command name) and returns the process exit status. */
+#ifndef CPOOL_COMMANDS_H
+#define CPOOL_COMMANDS_H
+
+int cmd_gradcheck(int argc, char **argv);
+
+/* Re-run this command in the float64 build (build/cpool64 beside this program). Returns only if
+ * that fails. Used by commands that only make sense in double. */
+int exec_double_build(int argc, char **argv);
+
+#endif

@@ -1,0 +1,56 @@
+/* cpool.c - the command-line program: `cpool COMMAND [ARGS]`. */
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "commands.h"
+#include "tensor.h"
+
+static const struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} commands[] = {
+    {"gradcheck", cmd_gradcheck, "check every op's backward against finite differences"},
+};
+enum { N_COMMANDS = sizeof commands / sizeof commands[0] };
+
+static void usage(FILE *out) {
+    fprintf(out, "usage: cpool COMMAND [ARGS]   (this build computes in %s)\n\ncommands:\n",
+            REAL_NAME);
+    for (int i = 0; i < N_COMMANDS; i++)
+        fprintf(out, "  %-12s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\n`cpool COMMAND --help` describes each command.\n");
+}
+
+int exec_double_build(int argc, char **argv) {
+    /* argv here starts at the command name; rebuild "cpool64 COMMAND ARGS...". */
+    char path[4096];
+    ssize_t n = readlink("/proc/self/exe", path, sizeof path - 8);
+    if (n <= 0) {
+        fprintf(stderr, "cpool: cannot locate this program to find cpool64 beside it\n");
+        return 1;
+    }
+    path[n] = '\0';
+    char *slash = strrchr(path, '/');
+    strcpy(slash ? slash + 1 : path, "cpool64");
+    char *args[256];
+    if (argc > 250) argc = 250;
+    args[0] = path;
+    for (int i = 0; i < argc; i++) args[i + 1] = argv[i];
+    args[argc + 1] = NULL;
+    execv(path, args);
+    fprintf(stderr, "cpool: cannot run %s (build it with `make`)\n", path);
+    return 1;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    for (int i = 0; i < N_COMMANDS; i++)
+        if (strcmp(argv[1], commands[i].name) == 0) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "cpool: unknown command '%s' (try `cpool --help`)\n", argv[1]);
+    return 2;
+}
