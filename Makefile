@@ -16,7 +16,7 @@ BUILD   ?= build
 OPT     ?= -O3 -march=native
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unknown-pragmas
 CFLAGS  := -std=c11 -D_DEFAULT_SOURCE -g $(OPT) $(WARN) -fopenmp -Iautograd -Ilayers $(EXTRA_CFLAGS)
-LDLIBS  := -lm -lz -fopenmp $(EXTRA_LDFLAGS)
+LDLIBS  := -lcjson -lm -lz -fopenmp $(EXTRA_LDFLAGS)
 
 LIB_SRC   := $(sort $(wildcard autograd/*.c layers/*.c))
 TOOL_SRC  := $(sort $(wildcard tools/*.c))
@@ -33,44 +33,59 @@ TOOL64  := $(TOOL_SRC:%.c=$(BUILD)/obj64/%.o)
 TESTS32 := $(TEST_SRC:tests/%.c=$(BUILD)/tests32/%)
 TESTS64 := $(TEST_SRC:tests/%.c=$(BUILD)/tests64/%)
 
-.PHONY: all test asan valgrind lint format bench run deps clean
+# (run-tests is the part of `test` after the package check.)
+.PHONY: all test run-tests asan valgrind lint format bench run deps clean
 all: $(LIB32) $(LIB64) $(BUILD)/cpool $(BUILD)/cpool64
+
+# Quiet by default ("CC32 file.c"); `make V=1` shows the full command lines.
+Q := $(if $(V),,@)
 
 $(BUILD)/obj32/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	@$(if $(V),,echo "  CC32  $<")
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 $(BUILD)/obj64/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -DCPOOL_DOUBLE -c $< -o $@
+	@$(if $(V),,echo "  CC64  $<")
+	$(Q)$(CC) $(CFLAGS) -DCPOOL_DOUBLE -c $< -o $@
 
 $(LIB32): $(OBJ32)
 	@mkdir -p $(dir $@)
-	rm -f $@ && ar rcs $@ $^
+	$(Q)rm -f $@ && ar rcs $@ $^
 $(LIB64): $(OBJ64)
 	@mkdir -p $(dir $@)
-	rm -f $@ && ar rcs $@ $^
+	$(Q)rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/cpool: $(TOOL32) $(LIB32)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	@$(if $(V),,echo "  LINK  $@")
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 $(BUILD)/cpool64: $(TOOL64) $(LIB64)
-	$(CC) $(CFLAGS) -DCPOOL_DOUBLE -o $@ $^ $(LDLIBS)
+	@$(if $(V),,echo "  LINK  $@")
+	$(Q)$(CC) $(CFLAGS) -DCPOOL_DOUBLE -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests32/%: tests/%.c $(LIB32) $(HEADERS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests -o $@ $< $(LIB32) -lcmocka $(LDLIBS)
+	@$(if $(V),,echo "  TEST  $@")
+	$(Q)$(CC) $(CFLAGS) -Itests -o $@ $< $(LIB32) -lcmocka $(LDLIBS)
 $(BUILD)/tests64/%: tests/%.c $(LIB64) $(HEADERS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -DCPOOL_DOUBLE -Itests -o $@ $< $(LIB64) -lcmocka $(LDLIBS)
+	@$(if $(V),,echo "  TEST  $@")
+	$(Q)$(CC) $(CFLAGS) -DCPOOL_DOUBLE -Itests -o $@ $< $(LIB64) -lcmocka $(LDLIBS)
 
-test: deps all $(TESTS32) $(TESTS64)
+# Targets that need the Debian packages check for them first, then build (deps must finish
+# before any compiler runs, so the work is a second make invocation).
+test: deps
+	@$(MAKE) --no-print-directory run-tests
+run-tests: all $(TESTS32) $(TESTS64)
 	@tools/run-tests.sh $(TESTS32) $(TESTS64)
 
 # Sanitizers: a separate build directory, no -march tuning needed, frame pointers for traces.
 asan: deps
 	$(MAKE) BUILD=build-asan OPT="-O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all" \
-	    EXTRA_LDFLAGS="-fsanitize=address,undefined" test
+	    EXTRA_LDFLAGS="-fsanitize=address,undefined" run-tests
 
-valgrind: deps all $(TESTS64)
+valgrind: deps
+	@$(MAKE) --no-print-directory all $(TESTS64)
 	@RUNNER="valgrind --quiet --leak-check=full --show-leak-kinds=definite,indirect,possible --errors-for-leak-kinds=definite,indirect,possible --error-exitcode=99" \
 	    tools/run-tests.sh $(TESTS64)
 
@@ -85,7 +100,8 @@ format:
 bench: deps
 	$(MAKE) -C bench BUILD=../$(BUILD)
 
-run: deps all
+run: deps
+	@$(MAKE) --no-print-directory all
 	$(BUILD)/cpool gradcheck all
 
 deps:

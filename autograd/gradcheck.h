@@ -70,7 +70,7 @@ Tensor *gradcheck_input_away(Rng *rng, int ndim, const int *shape, double lo, do
                              const double *kinks, int n_kinks, double margin);
 void gradcheck_free(Tensor *const *inputs, int n_inputs);
 
-/* --- The registry behind `cpool gradcheck` ------------------------------------------------
+/* --- The registry behind `cpool gradcheck` (layers/check_registry.c: it sees ops and layers) ---
  * One OpCheck per op or layer name. run() draws a few random shapes from rng, calls gradcheck
  * on each and folds everything into stats. tolerance bounds stats.max_rel_err for a PASS; each
  * table entry justifies its tolerance in a comment. */

@@ -1,15 +1,17 @@
 /* check_registry.c - every name `cpool gradcheck` knows, gathered from the per-group tables.
- * Each check_*.c file defines one table, terminated by an entry with a NULL name. */
+ * Each check_*.c file (autograd/ for ops, layers/ for layers) defines one table, terminated by an
+ * entry with a NULL name. */
 #include <string.h>
 
 #include "gradcheck.h"
 
 extern const OpCheck check_table_binary[], check_table_unary[], check_table_matmul[],
-    check_table_reduce[], check_table_nn[], check_table_shape[], check_table_conv[];
+    check_table_reduce[], check_table_nn[], check_table_shape[], check_table_conv[],
+    check_table_layers[];
 
 static const OpCheck *const tables[] = {
     check_table_binary, check_table_unary, check_table_matmul, check_table_reduce,
-    check_table_nn,     check_table_shape, check_table_conv,
+    check_table_nn,     check_table_shape, check_table_conv,  check_table_layers,
 };
 enum { N_TABLES = sizeof tables / sizeof tables[0] };
 
