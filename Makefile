@@ -92,7 +92,7 @@ valgrind: deps
 FORMAT_FILES := $(wildcard autograd/*.[ch] layers/*.[ch] tools/*.[ch] tests/*.[ch] bench/*.[ch] notebooks-c/*.[ch])
 lint:
 	clang-format --dry-run -Werror $(FORMAT_FILES)
-	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability --std=c11 \
+	cppcheck --quiet --error-exitcode=1 --library=tools/cppcheck.cfg --enable=warning,performance,portability --std=c11 \
 	    --inline-suppr --suppress=missingIncludeSystem -Iautograd -Ilayers autograd layers tools
 format:
 	clang-format -i $(FORMAT_FILES)

@@ -15,7 +15,9 @@ struct ArenaBlock {
 
 enum { ARENA_MIN_BLOCK = 1 << 20 }; /* 1 MiB: small steps never touch malloc twice */
 
-static size_t round_up(size_t bytes) { return (bytes + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1); }
+static size_t round_up(size_t bytes) {
+    return (bytes + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
+}
 
 static ArenaBlock *block_new(size_t capacity, ArenaBlock *previous) {
     ArenaBlock *block = aligned_alloc(ARENA_ALIGN, round_up(sizeof(ArenaBlock) + capacity));

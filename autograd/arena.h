@@ -21,9 +21,9 @@
 typedef struct ArenaBlock ArenaBlock;
 
 typedef struct Arena {
-    ArenaBlock *head;    /* newest block; older blocks hang off head->previous */
-    size_t used_bytes;   /* bytes handed out since the last reset (including padding) */
-    size_t peak_bytes;   /* the largest used_bytes ever seen */
+    ArenaBlock *head;  /* newest block; older blocks hang off head->previous */
+    size_t used_bytes; /* bytes handed out since the last reset (including padding) */
+    size_t peak_bytes; /* the largest used_bytes ever seen */
 } Arena;
 
 void *arena_alloc(Arena *arena, size_t bytes);  /* uninitialised, ARENA_ALIGN-aligned */

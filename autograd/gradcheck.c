@@ -84,8 +84,8 @@ double gradcheck(GradcheckFn fn, void *context, Tensor *const *inputs, int n_inp
         Tensor *x = inputs[i];
         GradcheckStats one = {.checks = 1};
         double scale = 0;
-        long n_check = opt.max_elements > 0 && opt.max_elements < x->size ? opt.max_elements
-                                                                          : x->size;
+        long n_check =
+            opt.max_elements > 0 && opt.max_elements < x->size ? opt.max_elements : x->size;
         for (long k = 0; k < n_check; k++) {
             long e = n_check == x->size ? k : (long)(rng_uniform(&rng) * (double)x->size);
             real original = x->data[e];

@@ -41,8 +41,8 @@ typedef struct GradcheckOptions {
 } GradcheckOptions;
 
 typedef struct GradcheckStats {
-    int checks;         /* calls folded into these numbers */
-    long elements;      /* elements (or directions) compared */
+    int checks;    /* calls folded into these numbers */
+    long elements; /* elements (or directions) compared */
     double max_abs_err;
     double max_rel_err;
 } GradcheckStats;
@@ -51,8 +51,7 @@ typedef struct GradcheckStats {
  * (tensor_create with requires_grad = 1 for those to check). Folds the result into *total and,
  * if per_input is not NULL, into per_input[i] for each input. Returns this call's max_rel_err. */
 double gradcheck(GradcheckFn fn, void *context, Tensor *const *inputs, int n_inputs,
-                 const GradcheckOptions *options, GradcheckStats *total,
-                 GradcheckStats *per_input);
+                 const GradcheckOptions *options, GradcheckStats *total, GradcheckStats *per_input);
 
 /* Whole-model check along one random direction over all inputs that require grad. */
 double gradcheck_direction(GradcheckFn fn, void *context, Tensor *const *inputs, int n_inputs,

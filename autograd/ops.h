@@ -30,18 +30,18 @@ Tensor *op_div(Tape *tape, Tensor *a, Tensor *b); /* a / b */
 
 /* --- Elementwise unary (ops_unary.c) ----------------------------------------------------- */
 Tensor *op_neg(Tape *tape, Tensor *x);
-Tensor *op_scale(Tape *tape, Tensor *x, real c);          /* c * x */
-Tensor *op_pow(Tape *tape, Tensor *x, real p);            /* x^p (x > 0 unless p is an integer) */
+Tensor *op_scale(Tape *tape, Tensor *x, real c); /* c * x */
+Tensor *op_pow(Tape *tape, Tensor *x, real p);   /* x^p (x > 0 unless p is an integer) */
 Tensor *op_exp(Tape *tape, Tensor *x);
 Tensor *op_log(Tape *tape, Tensor *x);
 Tensor *op_sqrt(Tape *tape, Tensor *x);
-Tensor *op_abs(Tape *tape, Tensor *x);                    /* d|x|/dx = sign(x), 0 at 0 */
+Tensor *op_abs(Tape *tape, Tensor *x);                     /* d|x|/dx = sign(x), 0 at 0 */
 Tensor *op_clamp(Tape *tape, Tensor *x, real lo, real hi); /* gradient 1 strictly inside */
 Tensor *op_tanh(Tape *tape, Tensor *x);
 Tensor *op_sigmoid(Tape *tape, Tensor *x);
-Tensor *op_softplus(Tape *tape, Tensor *x);               /* log(1 + e^x), stable */
-Tensor *op_relu(Tape *tape, Tensor *x);                   /* gradient 0 at 0, as PyTorch */
-Tensor *op_gelu(Tape *tape, Tensor *x);                   /* x * Phi(x), the exact erf form */
+Tensor *op_softplus(Tape *tape, Tensor *x); /* log(1 + e^x), stable */
+Tensor *op_relu(Tape *tape, Tensor *x);     /* gradient 0 at 0, as PyTorch */
+Tensor *op_gelu(Tape *tape, Tensor *x);     /* x * Phi(x), the exact erf form */
 
 /* y = x where mask == 0, value where mask != 0; mask (no gradient) broadcasts to x's shape. */
 Tensor *op_masked_fill(Tape *tape, Tensor *x, const Tensor *mask, real value);
@@ -78,7 +78,8 @@ Tensor *op_embedding(Tape *tape, Tensor *weight, const int *ids, int ndim, const
 /* --- Shape (ops_shape.c) ----------------------------------------------------------------- */
 Tensor *op_reshape(Tape *tape, Tensor *x, int ndim, const int *shape); /* one entry may be -1 */
 Tensor *op_transpose(Tape *tape, Tensor *x, int dim0, int dim1);
-Tensor *op_permute(Tape *tape, Tensor *x, const int *perm); /* x->ndim entries; y dim d = x dim perm[d] */
+Tensor *op_permute(Tape *tape, Tensor *x,
+                   const int *perm); /* x->ndim entries; y dim d = x dim perm[d] */
 Tensor *op_slice(Tape *tape, Tensor *x, int axis, int start, int end); /* [start, end), step 1 */
 Tensor *op_concat(Tape *tape, Tensor *const *xs, int n, int axis);
 

@@ -14,7 +14,9 @@ void rng_seed(Rng *rng, uint64_t seed) {
     for (int i = 0; i < 4; i++) rng->state[i] = splitmix64(&seed);
 }
 
-static uint64_t rotate_left(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+static uint64_t rotate_left(uint64_t x, int k) {
+    return (x << k) | (x >> (64 - k));
+}
 
 uint64_t rng_u64(Rng *rng) {
     uint64_t *s = rng->state;
@@ -29,11 +31,17 @@ uint64_t rng_u64(Rng *rng) {
     return result;
 }
 
-double rng_uniform(Rng *rng) { return (double)(rng_u64(rng) >> 11) * 0x1.0p-53; }
+double rng_uniform(Rng *rng) {
+    return (double)(rng_u64(rng) >> 11) * 0x1.0p-53;
+}
 
-double rng_range(Rng *rng, double lo, double hi) { return lo + (hi - lo) * rng_uniform(rng); }
+double rng_range(Rng *rng, double lo, double hi) {
+    return lo + (hi - lo) * rng_uniform(rng);
+}
 
-int rng_int(Rng *rng, int n) { return (int)(rng_uniform(rng) * n); }
+int rng_int(Rng *rng, int n) {
+    return (int)(rng_uniform(rng) * n);
+}
 
 double rng_normal(Rng *rng) {
     /* Box-Muller; 1 - u keeps the log argument in (0, 1]. One value per call keeps the state

@@ -18,11 +18,11 @@ typedef struct Rng {
     uint64_t state[4];
 } Rng;
 
-void rng_seed(Rng *rng, uint64_t seed);     /* expands the seed with splitmix64 */
+void rng_seed(Rng *rng, uint64_t seed); /* expands the seed with splitmix64 */
 uint64_t rng_u64(Rng *rng);
-double rng_uniform(Rng *rng);               /* [0, 1), 53 random bits */
+double rng_uniform(Rng *rng);                     /* [0, 1), 53 random bits */
 double rng_range(Rng *rng, double lo, double hi); /* [lo, hi) */
-int rng_int(Rng *rng, int n);               /* uniform in 0..n-1 (n > 0) */
-double rng_normal(Rng *rng);                /* standard normal (Box-Muller) */
+int rng_int(Rng *rng, int n);                     /* uniform in 0..n-1 (n > 0) */
+double rng_normal(Rng *rng);                      /* standard normal (Box-Muller) */
 
 #endif

@@ -7,7 +7,9 @@
 
 #include "util.h"
 
-Tape *tape_create(void) { return xcalloc(1, sizeof(Tape)); }
+Tape *tape_create(void) {
+    return xcalloc(1, sizeof(Tape));
+}
 
 void tape_free(Tape *tape) {
     if (!tape) return;
@@ -37,7 +39,9 @@ Tensor *tape_tensor_zeros(Tape *tape, int ndim, const int *shape) {
     return t;
 }
 
-void *tape_save(Tape *tape, size_t bytes) { return arena_calloc(&tape->arena, bytes); }
+void *tape_save(Tape *tape, size_t bytes) {
+    return arena_calloc(&tape->arena, bytes);
+}
 
 real *tape_grad(Tape *tape, Tensor *t) {
     if (!t->requires_grad) return NULL;
@@ -56,13 +60,14 @@ static void check_finite(const char *op, int position, const char *what, const r
                          long n) {
     long bad = first_non_finite(values, n);
     if (bad >= 0)
-        cpool_fail("anomaly: op '%s' at tape position %d produced %s in its %s at element %ld",
-                   op, position, isnan(values[bad]) ? "NaN" : "Inf", what, bad);
+        cpool_fail("anomaly: op '%s' at tape position %d produced %s in its %s at element %ld", op,
+                   position, isnan(values[bad]) ? "NaN" : "Inf", what, bad);
 }
 
 TapeRecord *tape_record(Tape *tape, const char *op, BackwardFn backward, Tensor *output,
                         int n_inputs, Tensor *const *inputs) {
-    if (tape->anomaly) check_finite(op, tape->n_records, "forward output", output->data, output->size);
+    if (tape->anomaly)
+        check_finite(op, tape->n_records, "forward output", output->data, output->size);
     int needs_grad = 0;
     for (int i = 0; i < n_inputs; i++) needs_grad |= inputs[i]->requires_grad;
     if (tape->no_grad || !needs_grad) return NULL;
@@ -85,7 +90,8 @@ TapeRecord *tape_record(Tape *tape, const char *op, BackwardFn backward, Tensor 
 
 void tape_backward_from(Tape *tape, Tensor *output, const real *seed) {
     real *d_output = tape_grad(tape, output);
-    if (!d_output) cpool_fail("tape_backward: the output does not depend on anything that requires grad");
+    if (!d_output)
+        cpool_fail("tape_backward: the output does not depend on anything that requires grad");
     for (long i = 0; i < output->size; i++) d_output[i] += seed[i];
 
     for (int position = tape->n_records - 1; position >= 0; position--) {

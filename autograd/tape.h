@@ -36,21 +36,21 @@ typedef struct TapeRecord TapeRecord;
 typedef void (*BackwardFn)(Tape *tape, TapeRecord *record);
 
 struct TapeRecord {
-    const char *op;       /* the op's name, e.g. "matmul" */
+    const char *op; /* the op's name, e.g. "matmul" */
     BackwardFn backward;
     int n_inputs;
-    Tensor **inputs;      /* n_inputs pointers, in the arena */
+    Tensor **inputs; /* n_inputs pointers, in the arena */
     Tensor *output;
-    void *saved;          /* op-specific values kept for backward (tape_save), or NULL */
+    void *saved; /* op-specific values kept for backward (tape_save), or NULL */
 };
 
 struct Tape {
-    Arena arena;          /* everything that lives for one step */
-    TapeRecord *records;  /* records[0..n_records-1] in forward order (malloc'd, kept on reset) */
+    Arena arena;         /* everything that lives for one step */
+    TapeRecord *records; /* records[0..n_records-1] in forward order (malloc'd, kept on reset) */
     int n_records;
     int capacity;
-    int no_grad;          /* 1: ops record nothing and outputs do not require grad */
-    int anomaly;          /* 1: check every forward and backward output for NaN/Inf */
+    int no_grad; /* 1: ops record nothing and outputs do not require grad */
+    int anomaly; /* 1: check every forward and backward output for NaN/Inf */
 };
 
 Tape *tape_create(void);

@@ -34,12 +34,12 @@ typedef float real;
 #define TENSOR_MAX_DIMS 6
 
 typedef struct Tensor {
-    int ndim;                     /* 0 (a scalar) .. TENSOR_MAX_DIMS */
-    int shape[TENSOR_MAX_DIMS];   /* shape[0..ndim-1]; the rest are 1 */
-    long size;                    /* number of elements, the product of the shape */
-    real *data;                   /* size elements, row-major */
-    real *grad;                   /* size elements of d(loss)/d(data), or NULL */
-    int requires_grad;            /* ops record themselves on the tape when an input has this */
+    int ndim;                   /* 0 (a scalar) .. TENSOR_MAX_DIMS */
+    int shape[TENSOR_MAX_DIMS]; /* shape[0..ndim-1]; the rest are 1 */
+    long size;                  /* number of elements, the product of the shape */
+    real *data;                 /* size elements, row-major */
+    real *grad;                 /* size elements of d(loss)/d(data), or NULL */
+    int requires_grad;          /* ops record themselves on the tape when an input has this */
 } Tensor;
 
 /* Owned tensors (see above). tensor_create zeroes data; shape may be NULL when ndim is 0. */
@@ -48,7 +48,7 @@ void tensor_free(Tensor *t);
 void tensor_zero_grad(Tensor *t);
 
 /* Shape helpers. A negative axis counts from the end (-1 is the last axis), as in NumPy. */
-long shape_size(int ndim, const int *shape);           /* fails on a negative dimension */
+long shape_size(int ndim, const int *shape);                 /* fails on a negative dimension */
 int tensor_axis(const Tensor *t, int axis, const char *who); /* normalised axis, or cpool_fail */
 int tensor_same_shape(const Tensor *a, const Tensor *b);
 /* "(2, 3, 4)" into buffer (returns buffer) for error messages. */

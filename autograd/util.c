@@ -25,7 +25,9 @@ ErrorHandler cpool_set_error_handler(ErrorHandler handler, void *user) {
     return previous;
 }
 
-const char *cpool_last_error(void) { return last_error; }
+const char *cpool_last_error(void) {
+    return last_error;
+}
 
 void cpool_fail(const char *format, ...) {
     va_list args;

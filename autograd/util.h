@@ -6,10 +6,10 @@
  * that longjmp()s back into the test, so bad-input paths can be asserted without killing the run:
  *
  *     static jmp_buf escape;
- *     static void catch_error(const char *msg, void *user) { (void)msg; longjmp(*(jmp_buf *)user, 1); }
- *     cpool_set_error_handler(catch_error, &escape);
- *     if (setjmp(escape) == 0) op_matmul(tape, a, b, 0, 0);   // shapes do not fit
- *     else puts(cpool_last_error());                          // "op_matmul: ..."
+ *     static void catch_error(const char *msg, void *user) { (void)msg; longjmp(*(jmp_buf *)user,
+ * 1); } cpool_set_error_handler(catch_error, &escape); if (setjmp(escape) == 0) op_matmul(tape, a,
+ * b, 0, 0);   // shapes do not fit else puts(cpool_last_error());                          //
+ * "op_matmul: ..."
  */
 #ifndef CPOOL_UTIL_H
 #define CPOOL_UTIL_H
@@ -27,8 +27,8 @@ _Noreturn void cpool_fail(const char *format, ...) __attribute__((format(printf,
 const char *cpool_last_error(void);
 
 /* Checked allocation: on failure, cpool_fail() names the caller's file and line. */
-#define xmalloc(bytes)    xmalloc_at((bytes), __FILE__, __LINE__)
-#define xcalloc(n, bytes) xcalloc_at((n), (bytes), __FILE__, __LINE__)
+#define xmalloc(bytes)     xmalloc_at((bytes), __FILE__, __LINE__)
+#define xcalloc(n, bytes)  xcalloc_at((n), (bytes), __FILE__, __LINE__)
 #define xrealloc(p, bytes) xrealloc_at((p), (bytes), __FILE__, __LINE__)
 void *xmalloc_at(size_t bytes, const char *file, int line);
 void *xcalloc_at(size_t n, size_t bytes, const char *file, int line);

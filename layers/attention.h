@@ -28,8 +28,8 @@ typedef struct Attention {
     Linear qkv, proj;
 } Attention;
 
-void attention_init(Attention *layer, AttentionConfig config, ParamSet *params,
-                    const char *prefix, Rng *rng);
+void attention_init(Attention *layer, AttentionConfig config, ParamSet *params, const char *prefix,
+                    Rng *rng);
 /* Queries from x_q, keys and values from x_kv (pass the same tensor for self-attention; the
  * ContextPool block feeds pooled features as x_kv). Both (B, N, dim). If probs is not NULL it
  * receives the attention probabilities (B, heads, N, N) (an arena tensor, valid until reset). */

@@ -11,7 +11,7 @@ extern const OpCheck check_table_binary[], check_table_unary[], check_table_matm
 
 static const OpCheck *const tables[] = {
     check_table_binary, check_table_unary, check_table_matmul, check_table_reduce,
-    check_table_nn,     check_table_shape, check_table_conv,  check_table_layers,
+    check_table_nn,     check_table_shape, check_table_conv,   check_table_layers,
 };
 enum { N_TABLES = sizeof tables / sizeof tables[0] };
 

@@ -24,8 +24,8 @@ typedef struct Embedding {
     Tensor *weight; /* (vocab, dim) */
 } Embedding;
 
-void embedding_init(Embedding *layer, EmbeddingConfig config, ParamSet *params,
-                    const char *prefix, Rng *rng);
+void embedding_init(Embedding *layer, EmbeddingConfig config, ParamSet *params, const char *prefix,
+                    Rng *rng);
 /* ids has the given shape; every id in [0, vocab). Result shape + (dim). */
 Tensor *embedding_forward(Tape *tape, const Embedding *layer, const int *ids, int ndim,
                           const int *shape);

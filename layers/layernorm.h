@@ -23,8 +23,7 @@ typedef struct LayerNorm {
     Tensor *weight, *bias; /* (dim) each */
 } LayerNorm;
 
-void layernorm_init(LayerNorm *layer, LayerNormConfig config, ParamSet *params,
-                    const char *prefix);
+void layernorm_init(LayerNorm *layer, LayerNormConfig config, ParamSet *params, const char *prefix);
 Tensor *layernorm_forward(Tape *tape, const LayerNorm *layer, Tensor *x);
 
 #endif

@@ -105,8 +105,8 @@ static void every_registered_check_passes(void **state) {
         GradcheckStats stats = {0};
         check->run(&rng, &stats);
         if (!(stats.checks > 0 && stats.max_rel_err <= check->tolerance)) {
-            print_error("gradcheck %s: %d checks, max_rel_err %.3e > tolerance %.1e\n",
-                        check->name, stats.checks, stats.max_rel_err, check->tolerance);
+            print_error("gradcheck %s: %d checks, max_rel_err %.3e > tolerance %.1e\n", check->name,
+                        stats.checks, stats.max_rel_err, check->tolerance);
             failures++;
         }
     }

@@ -54,14 +54,14 @@ static void test_catch_error(const char *message, void *user) {
     } while (0)
 
 static inline void assert_close_at(const double *expected, const real *got, long n,
-                                   double tolerance, const char *what, const char *file,
-                                   int line) {
+                                   double tolerance, const char *what, const char *file, int line) {
     for (long i = 0; i < n; i++) {
         double err = fabs((double)got[i] - expected[i]);
         double bound = tolerance * fmax(1.0, fabs(expected[i]));
         if (!(err <= bound))
-            _fail_msg_at(file, line, "%s: element %ld: expected %.17g, got %.17g (error %.3g > %.3g)",
-                         what, i, expected[i], (double)got[i], err, bound);
+            _fail_msg_at(file, line,
+                         "%s: element %ld: expected %.17g, got %.17g (error %.3g > %.3g)", what, i,
+                         expected[i], (double)got[i], err, bound);
     }
 }
 

@@ -12,12 +12,11 @@
 #include "gradcheck.h"
 
 static void usage(FILE *out) {
-    fprintf(out,
-            "usage: cpool gradcheck [NAME ...|all] [--seed S] [--list]\n"
-            "  Compare each op's (and layer's) tape gradient with central finite differences\n"
-            "  in float64, on random shapes and values drawn from seed S (default 1).\n"
-            "  Prints: name checks max_abs_err max_rel_err PASS|FAIL; exits 1 on any FAIL.\n"
-            "  --list   print the names that can be checked\n");
+    fprintf(out, "usage: cpool gradcheck [NAME ...|all] [--seed S] [--list]\n"
+                 "  Compare each op's (and layer's) tape gradient with central finite differences\n"
+                 "  in float64, on random shapes and values drawn from seed S (default 1).\n"
+                 "  Prints: name checks max_abs_err max_rel_err PASS|FAIL; exits 1 on any FAIL.\n"
+                 "  --list   print the names that can be checked\n");
 }
 
 static int run_one(const OpCheck *check, unsigned long long seed) {
@@ -77,8 +76,7 @@ int cmd_gradcheck(int argc, char **argv) {
     int all = n_names == 0;
     for (int i = 0; i < n_names; i++) all |= strcmp(names[i], "all") == 0;
 
-    printf("%-24s %6s %12s %12s  %s\n", "name", "checks", "max_abs_err", "max_rel_err",
-           "result");
+    printf("%-24s %6s %12s %12s  %s\n", "name", "checks", "max_abs_err", "max_rel_err", "result");
     int failures = 0;
     if (all) {
         for (int i = 0; i < opcheck_count(); i++) failures += !run_one(opcheck_at(i), seed);
