@@ -53,8 +53,12 @@ static void tape_gradients(GradcheckFn fn, void *context, Tensor *const *inputs,
 void gradcheck_stats_merge(GradcheckStats *into, const GradcheckStats *from) {
     into->checks += from->checks;
     into->elements += from->elements;
-    if (from->max_abs_err > into->max_abs_err) into->max_abs_err = from->max_abs_err;
-    if (from->max_rel_err > into->max_rel_err) into->max_rel_err = from->max_rel_err;
+    /* A NaN error (a NaN or Inf gradient on either side) must survive every merge, so that it
+     * fails the tolerance test instead of being dropped by a plain ">" comparison. */
+    if (from->max_abs_err > into->max_abs_err || isnan(from->max_abs_err))
+        into->max_abs_err = from->max_abs_err;
+    if (from->max_rel_err > into->max_rel_err || isnan(from->max_rel_err))
+        into->max_rel_err = from->max_rel_err;
 }
 
 static double relative(double abs_err, double scale) {
@@ -96,7 +100,8 @@ double gradcheck(GradcheckFn fn, void *context, Tensor *const *inputs, int n_inp
             x->data[e] = original;
             double numeric = (plus - minus) / (2 * h);
             double err = fabs(grads[i][e] - numeric);
-            if (err > one.max_abs_err || isnan(err)) one.max_abs_err = err;
+            if (err > one.max_abs_err || !isfinite(err))
+                one.max_abs_err = isfinite(err) ? err : NAN;
             scale = fmax(scale, fmax(fabs(grads[i][e]), fabs(numeric)));
             one.elements++;
         }
@@ -162,6 +167,7 @@ double gradcheck_direction(GradcheckFn fn, void *context, Tensor *const *inputs,
 
     GradcheckStats call = {.checks = 1, .elements = 1};
     call.max_abs_err = fabs(analytic - numeric);
+    if (!isfinite(call.max_abs_err)) call.max_abs_err = NAN;
     call.max_rel_err = relative(call.max_abs_err, fmax(fabs(analytic), fabs(numeric)));
     if (total) gradcheck_stats_merge(total, &call);
     return call.max_rel_err;

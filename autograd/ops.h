@@ -36,16 +36,17 @@ Tensor *op_exp(Tape *tape, Tensor *x);
 Tensor *op_log(Tape *tape, Tensor *x);
 Tensor *op_sqrt(Tape *tape, Tensor *x);
 Tensor *op_abs(Tape *tape, Tensor *x);                     /* d|x|/dx = sign(x), 0 at 0 */
-Tensor *op_clamp(Tape *tape, Tensor *x, real lo, real hi); /* gradient 1 strictly inside */
+Tensor *op_clamp(Tape *tape, Tensor *x, real lo, real hi); /* gradient 1 on [lo, hi] (torch) */
 Tensor *op_tanh(Tape *tape, Tensor *x);
 Tensor *op_sigmoid(Tape *tape, Tensor *x);
-Tensor *op_softplus(Tape *tape, Tensor *x); /* log(1 + e^x), stable */
+Tensor *op_softplus(Tape *tape, Tensor *x); /* log(1 + e^x); x > 20 gives x, as torch */
 Tensor *op_relu(Tape *tape, Tensor *x);     /* gradient 0 at 0, as PyTorch */
 Tensor *op_gelu(Tape *tape, Tensor *x);     /* x * Phi(x), the exact erf form */
 
 /* y = x where mask == 0, value where mask != 0; mask (no gradient) broadcasts to x's shape. */
 Tensor *op_masked_fill(Tape *tape, Tensor *x, const Tensor *mask, real value);
-/* Inverted dropout: y = x * m / (1 - p), m ~ Bernoulli(1 - p) drawn from rng. p = 0 copies x. */
+/* Inverted dropout: y = x * m / (1 - p), m ~ Bernoulli(1 - p) drawn from rng, p in [0, 1).
+ * p = 0 copies x. */
 Tensor *op_dropout(Tape *tape, Tensor *x, real p, Rng *rng);
 
 /* --- Matrix product (ops_matmul.c) ------------------------------------------------------- */
@@ -58,7 +59,9 @@ Tensor *op_matmul(Tape *tape, Tensor *a, Tensor *b, int trans_a, int trans_b);
 /* Over one axis (negative counts from the end); keepdim keeps it as size 1. Over all: 0-d. */
 Tensor *op_sum(Tape *tape, Tensor *x, int axis, int keepdim);
 Tensor *op_mean(Tape *tape, Tensor *x, int axis, int keepdim);
-Tensor *op_max(Tape *tape, Tensor *x, int axis, int keepdim); /* gradient to the first maximum */
+/* max: the gradient goes to the first maximum (torch.max(dim) does the same; torch.max(x) over
+ * all elements splits it among ties, so tests keep values distinct). */
+Tensor *op_max(Tape *tape, Tensor *x, int axis, int keepdim);
 Tensor *op_sum_all(Tape *tape, Tensor *x);
 Tensor *op_mean_all(Tape *tape, Tensor *x);
 Tensor *op_max_all(Tape *tape, Tensor *x);
@@ -76,10 +79,11 @@ Tensor *op_layernorm(Tape *tape, Tensor *x, Tensor *weight, Tensor *bias, real e
 Tensor *op_embedding(Tape *tape, Tensor *weight, const int *ids, int ndim, const int *shape);
 
 /* --- Shape (ops_shape.c) ----------------------------------------------------------------- */
-Tensor *op_reshape(Tape *tape, Tensor *x, int ndim, const int *shape); /* one entry may be -1 */
+/* reshape: one entry may be -1; the output shares x's data (never written in place). */
+Tensor *op_reshape(Tape *tape, Tensor *x, int ndim, const int *shape);
 Tensor *op_transpose(Tape *tape, Tensor *x, int dim0, int dim1);
-Tensor *op_permute(Tape *tape, Tensor *x,
-                   const int *perm); /* x->ndim entries; y dim d = x dim perm[d] */
+/* permute: perm has x->ndim entries (negative allowed); output dim d is x's dim perm[d]. */
+Tensor *op_permute(Tape *tape, Tensor *x, const int *perm);
 Tensor *op_slice(Tape *tape, Tensor *x, int axis, int start, int end); /* [start, end), step 1 */
 Tensor *op_concat(Tape *tape, Tensor *const *xs, int n, int axis);
 
