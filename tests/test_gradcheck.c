@@ -24,6 +24,21 @@ static Tensor *wrong_exp(Tape *tape, Tensor *const *in, void *context) {
     return y;
 }
 
+/* exp with a backward that writes NaN: the checker must not report zero error. */
+static void nan_backward(Tape *tape, TapeRecord *record) {
+    real *dx = tape_grad(tape, record->inputs[0]);
+    if (dx) dx[0] += (real)NAN;
+}
+
+static Tensor *nan_exp(Tape *tape, Tensor *const *in, void *context) {
+    (void)context;
+    Tensor *x = in[0];
+    Tensor *y = tape_tensor(tape, x->ndim, x->shape);
+    for (long i = 0; i < x->size; i++) y->data[i] = (real)exp(x->data[i]);
+    tape_record(tape, "nan_exp", nan_backward, y, 1, &x);
+    return y;
+}
+
 static Tensor *right_exp(Tape *tape, Tensor *const *in, void *context) {
     (void)context;
     return op_exp(tape, in[0]);
@@ -49,6 +64,22 @@ static void a_wrong_backward_is_caught(void **state) {
     double rel_direction = gradcheck_direction(wrong_exp, NULL, &x, 1, NULL, &stats);
     assert_true(rel_direction > 0.01);
     assert_int_equal(stats.checks, 2);
+    gradcheck_free(&x, 1);
+}
+
+static void a_nan_gradient_fails(void **state) {
+    (void)state;
+    REQUIRE_DOUBLE();
+    Rng rng;
+    rng_seed(&rng, 5);
+    Tensor *x = gradcheck_input(&rng, 1, (int[]){4}, -1, 1);
+    GradcheckStats stats = {0};
+    gradcheck(nan_exp, NULL, &x, 1, NULL, &stats, NULL);
+    assert_true(isnan(stats.max_rel_err));
+    assert_false(stats.max_rel_err <= 1e-8); /* the test cmd_gradcheck applies */
+    GradcheckStats direction = {0};
+    gradcheck_direction(nan_exp, NULL, &x, 1, NULL, &direction);
+    assert_true(isnan(direction.max_rel_err));
     gradcheck_free(&x, 1);
 }
 
@@ -127,6 +158,7 @@ static void names_are_unique_and_findable(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(a_wrong_backward_is_caught),
+        cmocka_unit_test(a_nan_gradient_fails),
         cmocka_unit_test(a_right_backward_passes_at_double_precision),
         cmocka_unit_test(a_too_large_step_is_visible),
         cmocka_unit_test(inputs_keep_away_from_kinks),
