@@ -31,14 +31,15 @@ static void copy_row(real *dst, const real *src, long n, long stride, int accumu
         for (long j = 0; j < n; j++) dst[j] = src[j * stride];
 }
 
-/* dst (+)= src with its axes permuted: dst has shape (src_shape[perm[0]], ..., src_shape[perm[n-1]])
- * and dst[i0, ..., i(n-1)] = src[the index whose axis perm[d] is i_d]. dst is walked in row-major
- * order (contiguous writes); an odometer over dst's leading axes tracks the source offset, and the
- * last axis is one copy_row with the source stride of axis perm[n-1]. */
+/* dst (+)= src with its axes permuted: dst has shape (src_shape[perm[0]], ...,
+ * src_shape[perm[n-1]]) and dst[i0, ..., i(n-1)] = src[the index whose axis perm[d] is i_d]. dst is
+ * walked in row-major order (contiguous writes); an odometer over dst's leading axes tracks the
+ * source offset, and the last axis is one copy_row with the source stride of axis perm[n-1]. */
 static void permute_into(real *dst, const real *src, int ndim, const int *src_shape,
                          const int *perm, int accumulate) {
-    long src_stride[TENSOR_MAX_DIMS], stride[TENSOR_MAX_DIMS]; /* stride[d]: src step for dst d */
-    int shape[TENSOR_MAX_DIMS], index[TENSOR_MAX_DIMS] = {0};
+    /* shape[d], stride[d]: dst's axis d and the src step along it. A scalar is one row of 1. */
+    int shape[TENSOR_MAX_DIMS] = {1}, index[TENSOR_MAX_DIMS] = {0};
+    long src_stride[TENSOR_MAX_DIMS] = {0}, stride[TENSOR_MAX_DIMS] = {1};
     long step = 1, rows = 1;
     for (int d = ndim - 1; d >= 0; d--) {
         src_stride[d] = step;
@@ -47,17 +48,14 @@ static void permute_into(real *dst, const real *src, int ndim, const int *src_sh
     for (int d = 0; d < ndim; d++) {
         shape[d] = src_shape[perm[d]];
         stride[d] = src_stride[perm[d]];
-        if (d < ndim - 1) rows *= shape[d];
     }
-    if (ndim == 0) { /* a scalar: one element */
-        copy_row(dst, src, 1, 1, accumulate);
-        return;
-    }
-    long row_len = shape[ndim - 1], offset = 0;
+    int last = ndim > 0 ? ndim - 1 : 0;
+    for (int d = 0; d < last; d++) rows *= shape[d];
+    long row_len = shape[last], offset = 0;
     if (row_len == 0) return;
     for (long row = 0; row < rows; row++, dst += row_len) {
-        copy_row(dst, src + offset, row_len, stride[ndim - 1], accumulate);
-        for (int d = ndim - 2; d >= 0; d--) { /* advance the odometer over dst's axes 0..n-2 */
+        copy_row(dst, src + offset, row_len, stride[last], accumulate);
+        for (int d = last - 1; d >= 0; d--) { /* advance the odometer over dst's axes 0..last-1 */
             offset += stride[d];
             if (++index[d] < shape[d]) break;
             offset -= (long)shape[d] * stride[d];
@@ -73,7 +71,7 @@ static void copy_blocks(real *dst, long dst_stride, const real *src, long src_st
         copy_row(dst + r * dst_stride, src + r * src_stride, row_len, 1, accumulate);
 }
 
-/* x viewed as (outer, shape[axis], inner): outer = prod shape[:axis], inner = prod shape[axis+1:]. */
+/* x viewed as (outer, shape[axis], inner): the products of the dims before and after axis. */
 static void split_at_axis(const Tensor *x, int axis, long *outer, long *inner) {
     *outer = 1;
     *inner = 1;
@@ -116,12 +114,13 @@ static void resolve_shape(const Tensor *x, int ndim, const int *shape, int *reso
         }
     }
     if (inferred >= 0) {
-        if (known == 0 || x->size % known != 0)
+        long missing = known > 0 ? x->size / known : 0; /* the -1 entry */
+        if (known == 0 || missing * known != x->size)
             cpool_fail("op_reshape: cannot infer the -1 in %s for a tensor of shape %s (%ld "
                        "elements)",
                        shape_string(ndim, shape, want, sizeof want), TENSOR_SHAPE_STR(x, x_shape),
                        x->size);
-        resolved[inferred] = (int)(x->size / known);
+        resolved[inferred] = (int)missing;
         known = x->size;
     }
     if (known != x->size)
