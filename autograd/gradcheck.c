@@ -92,13 +92,16 @@ double gradcheck(GradcheckFn fn, void *context, Tensor *const *inputs, int n_inp
             opt.max_elements > 0 && opt.max_elements < x->size ? opt.max_elements : x->size;
         for (long k = 0; k < n_check; k++) {
             long e = n_check == x->size ? k : (long)(rng_uniform(&rng) * (double)x->size);
-            real original = x->data[e];
-            x->data[e] = (real)(original + h);
+            /* Divide by the step actually taken: x + h rounds to a representable number, and
+             * for |x| >> h that rounding is a visible fraction of h. */
+            real original = x->data[e], x_plus = (real)(original + h),
+                 x_minus = (real)(original - h);
+            x->data[e] = x_plus;
             double plus = projected_output(fn, context, inputs, scratch, projection);
-            x->data[e] = (real)(original - h);
+            x->data[e] = x_minus;
             double minus = projected_output(fn, context, inputs, scratch, projection);
             x->data[e] = original;
-            double numeric = (plus - minus) / (2 * h);
+            double numeric = (plus - minus) / ((double)x_plus - (double)x_minus);
             double err = fabs(grads[i][e] - numeric);
             if (err > one.max_abs_err || !isfinite(err))
                 one.max_abs_err = isfinite(err) ? err : NAN;
