@@ -1,0 +1,416 @@
+/* ops_nn.c - softmax, log-softmax, cross-entropy, layer normalisation and embedding lookup.
+ *
+ * All but the embedding work on rows: x (..., D) is seen as (rows, D), rows being the product of
+ * the leading dimensions, and each row is transformed on its own. Rows are independent, so large
+ * inputs split them across OpenMP threads without changing a single bit of the result; anything
+ * summed ACROSS rows (layernorm's weight and bias gradients, the cross-entropy mean) runs in one
+ * thread, in row order. Per-row sums accumulate in double, under `omp simd reduction`: the
+ * compiler may keep a vector of partial sums instead of one running sum (a fixed order for a given
+ * build, so every run gives the same bits), which makes them several times faster. Loops that
+ * call exp stay scalar: exp costs more than the serial sum there.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "ops.h"
+#include "util.h"
+
+/* exp at the working precision (expf in float32 is several times faster than exp). */
+#ifdef CPOOL_DOUBLE
+#define real_exp exp
+#else
+#define real_exp expf
+#endif
+
+/* Below this many elements a single thread is faster than waking the others. */
+enum { PARALLEL_MIN_ELEMENTS = 1 << 15 };
+
+/* x (..., D) as (rows, D): D is the last dimension (x must have one), rows the product of the
+ * others (computed without dividing, so D = 0 works). */
+static long last_axis(const Tensor *x, const char *who, long *rows) {
+    int axis = tensor_axis(x, -1, who);
+    *rows = shape_size(axis, x->shape);
+    return x->shape[axis];
+}
+
+/* m = max_k x_k, -inf for D = 0. NaNs are skipped here; they reach exp and turn the row into
+ * NaN anyway, as in PyTorch. */
+static real row_max(const real *x, long D) {
+    real m = -INFINITY;
+    for (long j = 0; j < D; j++) m = x[j] > m ? x[j] : m;
+    return m;
+}
+
+/* log sum_k e^(x_k) = m + log_total with log_total = log sum_k e^(x_k - m): every exponent is
+ * <= 0, so nothing overflows, and the largest term is exactly 1, so log_total is in [0, log D].
+ * The two parts are kept apart: x_j - lse computed as (x_j - m) - log_total never subtracts two
+ * large, nearly equal numbers (x = -1000 and lse = -999.31 would leave float32 with 4 digits). */
+typedef struct LogSumExp {
+    real max;
+    double log_total;
+} LogSumExp;
+
+static LogSumExp row_log_sum_exp(const real *x, long D) {
+    if (D == 0) return (LogSumExp){-INFINITY, -INFINITY}; /* log of an empty sum */
+    real m = row_max(x, D);
+    double total = 0;
+    for (long j = 0; j < D; j++) total += real_exp(x[j] - m);
+    /* total >= 1 (the maximum contributes e^0), or NaN; never the 0 cppcheck fears. */
+    // cppcheck-suppress invalidFunctionArg
+    return (LogSumExp){m, log(total)};
+}
+
+/* --- softmax ------------------------------------------------------------------------------
+ * Shapes:   x (..., D) -> y (..., D)
+ * Forward:  y_j = e^(x_j - m) / sum_k e^(x_k - m),  m = max_k x_k (m cancels; it only prevents
+ *           overflow: 1000 and -1000 give y = (1, 0), not Inf / Inf)
+ * Local:    dy_i / dx_j = y_i (delta_ij - y_j)
+ * Backward: dx_j += sum_i dy_i y_i (delta_ij - y_j) = y_j (dy_j - sum_i dy_i y_i)             */
+static void softmax_row(const real *x, real *y, long D) {
+    real m = row_max(x, D);
+    double total = 0;
+    for (long j = 0; j < D; j++) {
+        y[j] = real_exp(x[j] - m);
+        total += y[j];
+    }
+    real inverse = (real)(1.0 / total);
+    for (long j = 0; j < D; j++) y[j] *= inverse;
+}
+
+static void softmax_backward(Tape *tape, TapeRecord *record) {
+    Tensor *x = record->inputs[0], *y = record->output;
+    real *dx = tape_grad(tape, x);
+    if (!dx) return;
+    long rows, D = last_axis(x, "op_softmax", &rows);
+#pragma omp parallel for if (y->size >= PARALLEL_MIN_ELEMENTS)
+    for (long r = 0; r < rows; r++) {
+        const real *y_row = y->data + r * D, *dy_row = y->grad + r * D;
+        double dot = 0; /* sum_i dy_i y_i */
+#pragma omp simd reduction(+ : dot)
+        for (long j = 0; j < D; j++) dot += (double)dy_row[j] * y_row[j];
+        real *dx_row = dx + r * D;
+        for (long j = 0; j < D; j++) dx_row[j] += y_row[j] * (dy_row[j] - (real)dot);
+    }
+}
+
+Tensor *op_softmax(Tape *tape, Tensor *x) {
+    long rows, D = last_axis(x, "op_softmax", &rows);
+    Tensor *y = tape_tensor(tape, x->ndim, x->shape);
+#pragma omp parallel for if (x->size >= PARALLEL_MIN_ELEMENTS)
+    for (long r = 0; r < rows; r++) softmax_row(x->data + r * D, y->data + r * D, D);
+    tape_record(tape, "softmax", softmax_backward, y, 1, &x);
+    return y;
+}
+
+/* --- log_softmax --------------------------------------------------------------------------
+ * Shapes:   x (..., D) -> y (..., D)
+ * Forward:  y_j = x_j - lse,  lse = log sum_k e^(x_k), computed as (x_j - m) - log_total
+ * Local:    dy_i / dx_j = delta_ij - softmax_j,  softmax_j = e^(y_j)
+ * Backward: dx_j += dy_j - e^(y_j) sum_i dy_i                                                 */
+static void log_softmax_backward(Tape *tape, TapeRecord *record) {
+    Tensor *x = record->inputs[0], *y = record->output;
+    real *dx = tape_grad(tape, x);
+    if (!dx) return;
+    long rows, D = last_axis(x, "op_log_softmax", &rows);
+#pragma omp parallel for if (y->size >= PARALLEL_MIN_ELEMENTS)
+    for (long r = 0; r < rows; r++) {
+        const real *y_row = y->data + r * D, *dy_row = y->grad + r * D;
+        double dy_sum = 0;
+#pragma omp simd reduction(+ : dy_sum)
+        for (long j = 0; j < D; j++) dy_sum += dy_row[j];
+        real *dx_row = dx + r * D;
+        for (long j = 0; j < D; j++) dx_row[j] += dy_row[j] - real_exp(y_row[j]) * (real)dy_sum;
+    }
+}
+
+Tensor *op_log_softmax(Tape *tape, Tensor *x) {
+    long rows, D = last_axis(x, "op_log_softmax", &rows);
+    Tensor *y = tape_tensor(tape, x->ndim, x->shape);
+#pragma omp parallel for if (x->size >= PARALLEL_MIN_ELEMENTS)
+    for (long r = 0; r < rows; r++) {
+        const real *x_row = x->data + r * D;
+        LogSumExp lse = row_log_sum_exp(x_row, D);
+        real log_total = (real)lse.log_total;
+        for (long j = 0; j < D; j++) y->data[r * D + j] = (x_row[j] - lse.max) - log_total;
+    }
+    tape_record(tape, "log_softmax", log_softmax_backward, y, 1, &x);
+    return y;
+}
+
+/* --- cross_entropy ------------------------------------------------------------------------
+ * Shapes:   logits (..., C) as (rows, C), targets (rows) -> loss ()
+ * Forward:  loss = (1/N) sum_{r counted} (lse_r - x[r, t_r]),  lse_r = log sum_j e^(x[r, j]),
+ *           counted = the N rows whose target t_r is not ignore_index (loss = 0 if N = 0)
+ * Local:    d loss / d x[r, j] = (softmax[r, j] - [j == t_r]) / N for counted rows, else 0
+ * Backward: dx[r, j] += dloss * (e^(x[r, j] - lse_r) - [j == t_r]) / N                        */
+typedef struct CrossEntropySaved {
+    long rows, classes;
+    int *targets; /* a copy: the caller may reuse its buffer before backward */
+    int ignore_index;
+    long counted;
+    LogSumExp *lse; /* per row; unused for ignored rows */
+} CrossEntropySaved;
+
+static void cross_entropy_backward(Tape *tape, TapeRecord *record) {
+    real *dx = tape_grad(tape, record->inputs[0]);
+    const CrossEntropySaved *saved = record->saved;
+    if (!dx || saved->counted == 0) return;
+    const real *x = record->inputs[0]->data;
+    long C = saved->classes;
+    real scale = (real)(record->output->grad[0] / (double)saved->counted);
+#pragma omp parallel for if (saved->rows * C >= PARALLEL_MIN_ELEMENTS)
+    for (long r = 0; r < saved->rows; r++) {
+        int target = saved->targets[r];
+        if (target == saved->ignore_index) continue;
+        real m = saved->lse[r].max, log_total = (real)saved->lse[r].log_total;
+        for (long j = 0; j < C; j++)
+            dx[r * C + j] += scale * real_exp((x[r * C + j] - m) - log_total);
+        dx[r * C + target] -= scale;
+    }
+}
+
+static void check_targets(const int *targets, long rows, long classes, int ignore_index) {
+    for (long r = 0; r < rows; r++) {
+        int t = targets[r];
+        if (t != ignore_index && (t < 0 || t >= classes))
+            cpool_fail("op_cross_entropy: target %d at row %ld is out of range [0, %ld) and is "
+                       "not ignore_index (%d)",
+                       t, r, classes, ignore_index);
+    }
+}
+
+/* lse[r] for every counted row: rows are independent, so they run in parallel; the sum over rows
+ * that follows runs in row order. */
+static void counted_log_sum_exp(const Tensor *logits, long rows, long C, const int *targets,
+                                int ignore_index, LogSumExp *lse) {
+#pragma omp parallel for if (logits->size >= PARALLEL_MIN_ELEMENTS)
+    for (long r = 0; r < rows; r++)
+        if (targets[r] != ignore_index) lse[r] = row_log_sum_exp(logits->data + r * C, C);
+}
+
+Tensor *op_cross_entropy(Tape *tape, Tensor *logits, const int *targets, int ignore_index) {
+    long rows, C = last_axis(logits, "op_cross_entropy", &rows);
+    check_targets(targets, rows, C, ignore_index);
+    CrossEntropySaved *saved = tape_save(tape, sizeof *saved);
+    *saved = (CrossEntropySaved){
+        .rows = rows,
+        .classes = C,
+        .targets = tape_save(tape, (size_t)rows * sizeof(int)),
+        .ignore_index = ignore_index,
+        .lse = tape_save(tape, (size_t)rows * sizeof(LogSumExp)),
+    };
+    if (rows > 0) memcpy(saved->targets, targets, (size_t)rows * sizeof(int));
+    counted_log_sum_exp(logits, rows, C, targets, ignore_index, saved->lse);
+    double total = 0; /* sum of lse_r - x[r, t_r] = -log softmax[r, t_r] over counted rows */
+    for (long r = 0; r < rows; r++) {
+        if (targets[r] == ignore_index) continue;
+        LogSumExp lse = saved->lse[r];
+        total += (lse.max - (double)logits->data[r * C + targets[r]]) + lse.log_total;
+        saved->counted++;
+    }
+    Tensor *loss = tape_tensor(tape, 0, NULL);
+    loss->data[0] = saved->counted ? (real)(total / (double)saved->counted) : 0;
+    TapeRecord *record =
+        tape_record(tape, "cross_entropy", cross_entropy_backward, loss, 1, &logits);
+    if (record) record->saved = saved;
+    return loss;
+}
+
+/* --- layernorm ----------------------------------------------------------------------------
+ * Shapes:   x (..., D) as (rows, D); weight, bias (D) or NULL -> y (..., D)
+ * Forward:  mu = (1/D) sum_j x_j,  var = (1/D) sum_j (x_j - mu)^2 (biased, as PyTorch),
+ *           rstd = 1 / sqrt(var + eps),  xhat_j = (x_j - mu) rstd,  y_j = xhat_j w_j + b_j
+ * Backward: dbias_j += sum_rows dy_j;  dweight_j += sum_rows dy_j xhat_j;  with g_j = dy_j w_j
+ *           (the gradient reaching xhat),
+ *               dx_k += rstd (g_k - mean_j(g_j) - xhat_k mean_j(g_j xhat_j)).
+ * Derivation: dvar/dx_k = (2/D)(x_k - mu) (the mu-dependence sums to zero), so
+ *   drstd/dx_k = -(1/2) rstd^3 dvar/dx_k = -rstd^2 xhat_k / D, and
+ *   dxhat_j/dx_k = rstd (delta_jk - 1/D) + (x_j - mu) drstd/dx_k
+ *                = rstd (delta_jk - 1/D - xhat_j xhat_k / D).
+ *   Then dx_k = sum_j g_j dxhat_j/dx_k gives the line above; it is exact, eps included.
+ * mean and rstd of each row are saved, so backward gets xhat back without the row statistics. */
+typedef struct LayerNormSaved {
+    long rows, D;
+    real *mean, *rstd; /* per row */
+    int has_weight, has_bias;
+} LayerNormSaved;
+
+/* n copies of value in the arena: a missing weight is all ones, a missing bias all zeros, so the
+ * row loops need no branch. */
+static const real *filled(Tape *tape, long n, real value) {
+    real *values = tape_save(tape, (size_t)n * sizeof(real));
+    for (long i = 0; i < n; i++) values[i] = value;
+    return values;
+}
+
+static void layernorm_row(const real *x, real *y, long D, const real *weight, const real *bias,
+                          real eps, real *mean_out, real *rstd_out) {
+    double sum = 0, squares = 0;
+#pragma omp simd reduction(+ : sum)
+    for (long j = 0; j < D; j++) sum += x[j];
+    double mean = sum / (double)D;
+#pragma omp simd reduction(+ : squares)
+    for (long j = 0; j < D; j++) squares += (x[j] - mean) * (x[j] - mean);
+    real mu = (real)mean, rstd = (real)(1.0 / sqrt(squares / (double)D + eps));
+    for (long j = 0; j < D; j++) {
+        real xhat = (x[j] - mu) * rstd;
+        y[j] = xhat * weight[j] + bias[j];
+    }
+    *mean_out = mu;
+    *rstd_out = rstd;
+}
+
+/* dx for one row (see the derivation above). */
+static void layernorm_row_backward(const real *x, const real *dy, const real *weight, long D,
+                                   real mu, real rstd, real *dx) {
+    double g_sum = 0, g_xhat_sum = 0;
+#pragma omp simd reduction(+ : g_sum, g_xhat_sum)
+    for (long j = 0; j < D; j++) {
+        real g = dy[j] * weight[j];
+        g_sum += g;
+        g_xhat_sum += g * ((x[j] - mu) * rstd);
+    }
+    real g_mean = (real)(g_sum / (double)D), g_xhat_mean = (real)(g_xhat_sum / (double)D);
+    for (long j = 0; j < D; j++) {
+        real g = dy[j] * weight[j], xhat = (x[j] - mu) * rstd;
+        dx[j] += rstd * (g - g_mean - xhat * g_xhat_mean);
+    }
+}
+
+/* dweight_j += sum_rows dy_j xhat_j and dbias_j += sum_rows dy_j, summed in double row by row. */
+static void layernorm_affine_backward(Tape *tape, const LayerNormSaved *saved, const real *x,
+                                      const real *dy, real *dweight, real *dbias) {
+    long D = saved->D;
+    double *weight_sum = tape_save(tape, (size_t)D * sizeof(double));
+    double *bias_sum = tape_save(tape, (size_t)D * sizeof(double));
+    for (long r = 0; r < saved->rows; r++) {
+        const real *x_row = x + r * D, *dy_row = dy + r * D;
+        real mu = saved->mean[r], rstd = saved->rstd[r];
+        for (long j = 0; j < D; j++) {
+            weight_sum[j] += dy_row[j] * ((x_row[j] - mu) * rstd);
+            bias_sum[j] += dy_row[j];
+        }
+    }
+    for (long j = 0; j < D; j++) {
+        if (dweight) dweight[j] += (real)weight_sum[j];
+        if (dbias) dbias[j] += (real)bias_sum[j];
+    }
+}
+
+static void layernorm_backward(Tape *tape, TapeRecord *record) {
+    const LayerNormSaved *saved = record->saved;
+    Tensor *x = record->inputs[0];
+    Tensor *weight = saved->has_weight ? record->inputs[1] : NULL;
+    Tensor *bias = saved->has_bias ? record->inputs[1 + saved->has_weight] : NULL;
+    const real *dy = record->output->grad;
+    long D = saved->D;
+    real *dx = tape_grad(tape, x);
+    if (dx) {
+        const real *w = weight ? weight->data : filled(tape, D, 1);
+#pragma omp parallel for if (x->size >= PARALLEL_MIN_ELEMENTS)
+        for (long r = 0; r < saved->rows; r++)
+            layernorm_row_backward(x->data + r * D, dy + r * D, w, D, saved->mean[r],
+                                   saved->rstd[r], dx + r * D);
+    }
+    real *dweight = weight ? tape_grad(tape, weight) : NULL;
+    real *dbias = bias ? tape_grad(tape, bias) : NULL;
+    if (dweight || dbias) layernorm_affine_backward(tape, saved, x->data, dy, dweight, dbias);
+}
+
+static void check_affine(const Tensor *t, const char *what, const Tensor *x, long D) {
+    if (t && (t->ndim != 1 || t->shape[0] != D)) {
+        char got[64], x_shape[64];
+        cpool_fail("op_layernorm: %s must have shape (%ld) for x of shape %s, got %s", what, D,
+                   TENSOR_SHAPE_STR(x, x_shape), TENSOR_SHAPE_STR(t, got));
+    }
+}
+
+Tensor *op_layernorm(Tape *tape, Tensor *x, Tensor *weight, Tensor *bias, real eps) {
+    long rows, D = last_axis(x, "op_layernorm", &rows);
+    check_affine(weight, "weight", x, D);
+    check_affine(bias, "bias", x, D);
+    LayerNormSaved *saved = tape_save(tape, sizeof *saved);
+    *saved = (LayerNormSaved){
+        .rows = rows,
+        .D = D,
+        .mean = tape_save(tape, (size_t)rows * sizeof(real)),
+        .rstd = tape_save(tape, (size_t)rows * sizeof(real)),
+        .has_weight = weight != NULL,
+        .has_bias = bias != NULL,
+    };
+    Tensor *y = tape_tensor(tape, x->ndim, x->shape);
+    const real *w = weight ? weight->data : filled(tape, D, 1);
+    const real *b = bias ? bias->data : filled(tape, D, 0);
+#pragma omp parallel for if (x->size >= PARALLEL_MIN_ELEMENTS)
+    for (long r = 0; r < rows; r++)
+        layernorm_row(x->data + r * D, y->data + r * D, D, w, b, eps, &saved->mean[r],
+                      &saved->rstd[r]);
+
+    Tensor *inputs[3] = {x};
+    int n_inputs = 1;
+    if (weight) inputs[n_inputs++] = weight;
+    if (bias) inputs[n_inputs++] = bias;
+    TapeRecord *record = tape_record(tape, "layernorm", layernorm_backward, y, n_inputs, inputs);
+    if (record) record->saved = saved;
+    return y;
+}
+
+/* --- embedding ----------------------------------------------------------------------------
+ * Shapes:   weight (V, D), ids `shape` with values in [0, V) -> y shape + (D)
+ * Forward:  y[p, :] = weight[ids[p], :] for each position p of ids (in row-major order)
+ * Local:    dy[p, d] / dweight[v, d] = [ids[p] == v]
+ * Backward: dweight[ids[p], :] += dy[p, :]  (an id at several positions receives every row)   */
+typedef struct EmbeddingSaved {
+    long positions;
+    int *ids; /* a copy: the caller may reuse its buffer before backward */
+} EmbeddingSaved;
+
+static void embedding_backward(Tape *tape, TapeRecord *record) {
+    Tensor *weight = record->inputs[0];
+    real *dweight = tape_grad(tape, weight);
+    if (!dweight) return;
+    const EmbeddingSaved *saved = record->saved;
+    long D = weight->shape[1];
+    const real *dy = record->output->grad;
+    for (long p = 0; p < saved->positions; p++) {
+        real *row = dweight + (long)saved->ids[p] * D;
+        for (long d = 0; d < D; d++) row[d] += dy[p * D + d];
+    }
+}
+
+static void check_embedding_args(const Tensor *weight, const int *ids, int ndim, long positions) {
+    char shape[64];
+    if (weight->ndim != 2)
+        cpool_fail("op_embedding: weight must be 2-d (V, D), got shape %s",
+                   TENSOR_SHAPE_STR(weight, shape));
+    if (ndim + 1 > TENSOR_MAX_DIMS)
+        cpool_fail("op_embedding: ids have %d dimensions; the result would have %d, at most %d "
+                   "supported",
+                   ndim, ndim + 1, TENSOR_MAX_DIMS);
+    for (long p = 0; p < positions; p++)
+        if (ids[p] < 0 || ids[p] >= weight->shape[0])
+            cpool_fail("op_embedding: id %d at position %ld is out of range [0, %d)", ids[p], p,
+                       weight->shape[0]);
+}
+
+Tensor *op_embedding(Tape *tape, Tensor *weight, const int *ids, int ndim, const int *shape) {
+    long positions = shape_size(ndim, shape);
+    check_embedding_args(weight, ids, ndim, positions);
+    long D = weight->shape[1];
+    int out_shape[TENSOR_MAX_DIMS];
+    for (int d = 0; d < ndim; d++) out_shape[d] = shape[d];
+    out_shape[ndim] = (int)D;
+    Tensor *y = tape_tensor(tape, ndim + 1, out_shape);
+    for (long p = 0; p < positions; p++)
+        memcpy(y->data + p * D, weight->data + (long)ids[p] * D, (size_t)D * sizeof(real));
+
+    TapeRecord *record = tape_record(tape, "embedding", embedding_backward, y, 1, &weight);
+    if (record) {
+        EmbeddingSaved *saved = tape_save(tape, sizeof *saved);
+        *saved = (EmbeddingSaved){.positions = positions,
+                                  .ids = tape_save(tape, (size_t)positions * sizeof(int))};
+        if (positions > 0) memcpy(saved->ids, ids, (size_t)positions * sizeof(int));
+        record->saved = saved;
+    }
+    return y;
+}
