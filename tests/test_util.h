@@ -23,9 +23,9 @@
 #include "tensor.h"
 #include "util.h"
 
-static jmp_buf test_escape;
+static jmp_buf test_escape __attribute__((unused));
 
-static void test_catch_error(const char *message, void *user) {
+__attribute__((unused)) static void test_catch_error(const char *message, void *user) {
     (void)message;
     longjmp(*(jmp_buf *)user, 1);
 }
