@@ -4,6 +4,7 @@
 #define CPOOL_COMMANDS_H
 
 int cmd_gradcheck(int argc, char **argv);
+int cmd_lab(int argc, char **argv);
 
 /* Re-run this command in the float64 build (build/cpool64 beside this program). Returns only if
  * that fails. Used by commands that only make sense in double. */

@@ -12,6 +12,7 @@ static const struct {
     const char *summary;
 } commands[] = {
     {"gradcheck", cmd_gradcheck, "check every op's backward against finite differences"},
+    {"lab", cmd_lab, "run one layer on a .npy input; write its output, parameters and gradients"},
 };
 enum { N_COMMANDS = sizeof commands / sizeof commands[0] };
 
