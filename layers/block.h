@@ -2,8 +2,17 @@
  *
  *   x = x + attn(ln1(x))
  *   x = x + ffn(ln2(x))
- * Parameters: "ln1.*", "attn.*", "ln2.*", "ffn.fc1.*", "ffn.fc2.*". (The ContextPool issue adds
- * an optional pool stage.)
+ * Parameters, in creation order (the order of PyTorch's state_dict for the same module tree):
+ * "ln1.weight", "ln1.bias", "attn.qkv.weight", "attn.qkv.bias", "attn.proj.weight",
+ * "attn.proj.bias", "ln2.weight", "ln2.bias", "ffn.fc1.weight", "ffn.fc1.bias",
+ * "ffn.fc2.weight", "ffn.fc2.bias"; each initialised as its layer (LayerNorm ones/zeros, Linear
+ * uniform), the random ones drawn from rng in that order. (The ContextPool issue adds an optional
+ * pool stage.)
+ *
+ *     Block block;
+ *     block_init(&block, (BlockConfig){.dim = 64, .heads = 4, .causal = 1}, &params, "blocks.0",
+ *                &rng);
+ *     Tensor *y = block_forward(tape, &block, x, NULL);   // x, y (B, N, 64)
  */
 #ifndef CPOOL_BLOCK_H
 #define CPOOL_BLOCK_H

@@ -2,8 +2,14 @@
  *
  * Parameters: "weight" (out, in/groups, k) or (out, in/groups, k, k), "bias" (out) when
  * config.bias; initialised as PyTorch: U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = in/groups *
- * kernel elements. Conv1d with causal = 1 pads kernel-1 zeros on the left only (and ignores
- * padding), so output i sees inputs i-kernel+1 .. i.
+ * kernel elements, drawn from rng: the weight in row-major order, then the bias. Conv1d with
+ * causal = 1 pads kernel-1 zeros on the left only (padding must then be 0), so output i sees
+ * inputs i-kernel+1 .. i. Bad config or x: cpool_fail("conv1d: ...") / ("conv2d: ...").
+ *
+ *     Conv conv;
+ *     conv1d_init(&conv, (ConvConfig){.in = 64, .out = 64, .kernel = 3, .groups = 64, .bias = 1,
+ *                                     .causal = 1}, &params, "mixer", &rng);
+ *     Tensor *y = conv1d_forward(tape, &conv, x);   // x (B, 64, L) -> y (B, 64, L)
  */
 #ifndef CPOOL_CONV_H
 #define CPOOL_CONV_H
@@ -18,7 +24,7 @@ typedef struct ConvConfig {
     int padding; /* zeros on each side */
     int groups;  /* 0 means 1 */
     int bias;    /* 1: add a bias */
-    int causal;  /* conv1d only: pad kernel-1 on the left, none on the right */
+    int causal;  /* conv1d only: pad kernel-1 on the left, none on the right (padding 0) */
 } ConvConfig;
 
 typedef struct Conv {

@@ -1,6 +1,7 @@
 /* embedding.h - token lookup tables (PyTorch nn.Embedding) and learned positions.
  *
- * Parameters: "weight" (vocab, dim) ~ N(0, 1), as PyTorch initialises nn.Embedding.
+ * Parameters: "weight" (vocab, dim) ~ N(0, 1), as PyTorch initialises nn.Embedding, drawn from
+ * rng in row-major order.
  * Learned positional embeddings are an Embedding of (max_len, dim) looked up with 0..N-1;
  * embedding_positions() does that lookup for a sequence of length N.
  *

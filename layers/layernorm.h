@@ -1,7 +1,7 @@
 /* layernorm.h - layer normalisation over the last axis (PyTorch nn.LayerNorm(dim, eps)).
  *
  * Parameters: "weight" (dim) initialised to 1, "bias" (dim) initialised to 0. The computation is
- * the fused op_layernorm (biased variance, eps inside the square root).
+ * the fused op_layernorm (biased variance, eps inside the square root). No random draws.
  *
  *     LayerNorm ln;
  *     layernorm_init(&ln, (LayerNormConfig){.dim = 64, .eps = 1e-5}, &params, "ln1");

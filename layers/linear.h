@@ -1,7 +1,10 @@
 /* linear.h - y = x W^T + b over the last axis (PyTorch nn.Linear).
  *
  * Parameters: "weight" (out, in), "bias" (out) when config.bias. Initialisation as PyTorch:
- * weight and bias ~ U(-1/sqrt(in), 1/sqrt(in)) (kaiming_uniform with a = sqrt(5) reduces to this).
+ * weight and bias ~ U(-1/sqrt(in), 1/sqrt(in)) (kaiming_uniform with a = sqrt(5) reduces to this),
+ * drawn from rng: every weight element in row-major order, then every bias element.
+ * x may have any number of leading axes (a 1-d x is one row); they are flattened into the rows of
+ * a single matrix product. Bad config or x: cpool_fail("linear: ...").
  *
  *     Linear fc;
  *     linear_init(&fc, (LinearConfig){.in = 64, .out = 256, .bias = 1}, &params, "ffn.fc1", &rng);
