@@ -100,4 +100,18 @@ Tensor *op_conv2d(Tape *tape, Tensor *x, Tensor *w, Tensor *bias, int stride, in
 Tensor *op_avgpool2d(Tape *tape, Tensor *x, int kernel, int stride);
 Tensor *op_maxpool2d(Tape *tape, Tensor *x, int kernel, int stride); /* gradient to first max */
 
+/* --- ContextPool pooling, fused and banded (ops_contextpool.c) ---------------------------- */
+/* x (B, N, D) features, w (B, N) pooling weights, s (B, N) support sizes (> 0):
+ *   y_i = sum_j g_ij w_j x_j / (sum_j g_ij w_j + eps),  g_ij = exp(-(i-j)^2 / (2 s_i^2))
+ * over the band |i - j| <= radius (and j <= i when causal). -> (B, N, D). Gradients reach x, w
+ * and s; cost O(B N radius D), no N x N buffer. */
+Tensor *op_contextpool1d(Tape *tape, Tensor *x, Tensor *w, Tensor *s, int radius, int causal,
+                         real eps);
+/* x (B, C, H, W), w (B, H, W), s (B, H, W) -> (B, C, Ho, Wo), Ho = ceil(H / stride), likewise Wo.
+ * Output (u, v) is centred on input p = (stride u, stride v) and pools every input q with
+ * |q_y - p_y|, |q_x - p_x| <= radius, weight g = exp(-|p - q|^2 / (2 s_p^2)) w_q, normalised as
+ * in 1-D. Only s at the centres is used (its gradient elsewhere is 0). */
+Tensor *op_contextpool2d(Tape *tape, Tensor *x, Tensor *w, Tensor *s, int radius, int stride,
+                         real eps);
+
 #endif
