@@ -187,9 +187,11 @@ Tensor *gradcheck_input_away(Rng *rng, int ndim, const int *shape, double lo, do
     Tensor *t = tensor_create(ndim, shape, 1);
     for (long i = 0; i < t->size; i++) {
         for (int tries = 0;; tries++) {
-            if (tries == 10000)
+            if (tries == 10000) {
+                tensor_free(t); /* the failure may be caught (tests); leave nothing behind */
                 cpool_fail("gradcheck_input_away: no value in [%g, %g) is %g away from the kinks",
                            lo, hi, margin);
+            }
             double value = rng_range(rng, lo, hi);
             int near = 0;
             for (int k = 0; k < n_kinks; k++) near |= fabs(value - kinks[k]) < margin;

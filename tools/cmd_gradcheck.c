@@ -26,7 +26,7 @@ static int run_one(const OpCheck *check, unsigned long long seed) {
     check->run(&rng, &stats);
     /* A NaN error is a failure too: !(x <= tol) is true for NaN. */
     int pass = stats.checks > 0 && stats.max_rel_err <= check->tolerance;
-    printf("%-24s %6d %12.3e %12.3e  %s\n", check->name, stats.checks, stats.max_abs_err,
+    printf("%-30s %6d %12.3e %12.3e  %s\n", check->name, stats.checks, stats.max_abs_err,
            stats.max_rel_err, pass ? "PASS" : "FAIL");
     fflush(stdout);
     return pass;
@@ -76,7 +76,7 @@ int cmd_gradcheck(int argc, char **argv) {
     int all = n_names == 0;
     for (int i = 0; i < n_names; i++) all |= strcmp(names[i], "all") == 0;
 
-    printf("%-24s %6s %12s %12s  %s\n", "name", "checks", "max_abs_err", "max_rel_err", "result");
+    printf("%-30s %6s %12s %12s  %s\n", "name", "checks", "max_abs_err", "max_rel_err", "result");
     int failures = 0;
     if (all) {
         for (int i = 0; i < opcheck_count(); i++) failures += !run_one(opcheck_at(i), seed);
