@@ -31,8 +31,12 @@
  *     ContextPool pool;
  *     contextpool_init(&pool, contextpool_default_config(64, 0), &params, "pool", &rng);
  *     ContextPoolAux aux;
- *     Tensor *y = contextpool_forward(tape, &pool, x, &aux);  // x, y (B, N, 64); aux.support (B,
- * N)
+ *     Tensor *y = contextpool_forward(tape, &pool, x, &aux);  // x, y (B, N, 64)
+ *     // aux.weights (B, N): w of every token;  aux.support (B, N): s of every token
+ *
+ * Errors (cpool_fail, one line naming the key): dim < 1, s_min <= 0, s_max < s_min, radius < 0,
+ * an even kernel without causal, stride not 1 or 2 (2-d) or not 1 (1-d), causal in 2-d, a 2-d
+ * kernel other than 3; x not (B, N, dim) / (B, dim, H, W), or empty.
  */
 #ifndef CPOOL_CONTEXTPOOL_H
 #define CPOOL_CONTEXTPOOL_H
@@ -54,7 +58,9 @@ typedef struct ContextPoolConfig {
     int composed; /* 1: use the composed (tape-ops) implementation instead of the fused op */
 } ContextPoolConfig;
 
-/* The defaults above for a given dim (causal as given). */
+/* The defaults above for a given dim (causal as given): s_min 0.5, s_max 8, s_fixed 2. hidden,
+ * kernel, radius and stride stay 0, "derive at init", so that changing dim or s_max afterwards
+ * still gives the matching hidden width and radius. */
 ContextPoolConfig contextpool_default_config(int dim, int causal);
 
 typedef struct ContextPool {
