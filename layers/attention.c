@@ -4,7 +4,8 @@
  *   q, k, v   (B, N, dim)      the three row blocks of qkv applied to x_q, x_kv, x_kv
  *   split     (B, H, N, dh)    reshape to (B, N, H, dh), swap axes 1 and 2 (one copy)
  *   scores    (B, H, N, N)     (q / sqrt(dh)) k^T, one batched matmul over (B, H)
- *   probs     (B, H, N, N)     softmax over the keys j; causal: scores with j > i set to MASKED
+ *   probs     (B, H, N, N)     softmax over the keys j; scores a causal or windowed layer hides
+ *                              are set to MASKED first; span: times the soft mask, renormalised
  *   o         (B, H, N, dh)    probs v, the same batched matmul
  *   merge     (B, N, dim)      swap back: head h fills features [h dh, (h+1) dh)
  *   y         (B, N, dim)      proj(o)
@@ -14,6 +15,7 @@
 #include "attention.h"
 
 #include <math.h>
+#include <stdlib.h>
 
 #include "ops.h"
 #include "util.h"
@@ -24,18 +26,55 @@
  * (j = i), so no row is fully masked. */
 static const real MASKED = (real)-1e30;
 
+/* The adaptive span's defaults (the paper's code, except L: see attention.h). */
+enum { SPAN_MAX_DEFAULT = 256, SPAN_RAMP_DEFAULT = 32 };
+static const double SPAN_COEF_DEFAULT = 2e-6, SPAN_Z_INIT = 0.5;
+/* Added to the masked probabilities' row sum before renormalising, as in the paper's code. */
+static const real SPAN_TINY = (real)1e-8;
+
+AttentionReach attention_resolve_reach(AttentionReach reach) {
+    if (reach.window < 0)
+        cpool_fail("attention: window=%d must be >= 0 (0 means full attention)", reach.window);
+    if (reach.span != 0 && reach.span != 1)
+        cpool_fail("attention: span=%d must be 0 or 1 (adaptive)", reach.span);
+    if (reach.span_max < 0)
+        cpool_fail("attention: span_max=%d must be >= 0 (0 means %d)", reach.span_max,
+                   SPAN_MAX_DEFAULT);
+    if (reach.span_ramp < 0)
+        cpool_fail("attention: span_ramp=%d must be >= 0 (0 means %d)", reach.span_ramp,
+                   SPAN_RAMP_DEFAULT);
+    if (!(reach.span_coef >= 0) || !isfinite(reach.span_coef))
+        cpool_fail("attention: span_coef=%g must be a finite number >= 0", reach.span_coef);
+    if (reach.span_max == 0) reach.span_max = SPAN_MAX_DEFAULT;
+    if (reach.span_ramp == 0) reach.span_ramp = SPAN_RAMP_DEFAULT;
+    if (reach.span_coef == 0) reach.span_coef = SPAN_COEF_DEFAULT;
+    return reach;
+}
+
 void attention_init(Attention *layer, AttentionConfig config, ParamSet *params, const char *prefix,
                     Rng *rng) {
+    attention_init_reach(layer, config, (AttentionReach){0}, params, prefix, rng);
+}
+
+void attention_init_reach(Attention *layer, AttentionConfig config, AttentionReach reach,
+                          ParamSet *params, const char *prefix, Rng *rng) {
     if (config.dim < 1) cpool_fail("attention: dim=%d must be positive", config.dim);
     if (config.heads < 1) cpool_fail("attention: heads=%d must be positive", config.heads);
     if (config.dim % config.heads != 0)
         cpool_fail("attention: heads=%d does not divide dim=%d", config.heads, config.dim);
     layer->config = config;
+    layer->reach = attention_resolve_reach(reach);
     char name[PARAM_NAME_MAX];
     params_join(name, prefix, "qkv");
     linear_init(&layer->qkv, (LinearConfig){config.dim, 3 * config.dim, 1}, params, name, rng);
     params_join(name, prefix, "proj");
     linear_init(&layer->proj, (LinearConfig){config.dim, config.dim, 1}, params, name, rng);
+    layer->span_z = NULL;
+    if (reach.span) {
+        params_join(name, prefix, "span");
+        layer->span_z = params_new(params, name, "z", 1, (int[]){config.heads});
+        tensor_fill(layer->span_z, (real)SPAN_Z_INIT);
+    }
 }
 
 static void check_inputs(const Attention *layer, const Tensor *x_q, const Tensor *x_kv) {
@@ -89,12 +128,43 @@ static Tensor *merge_heads(Tape *tape, Tensor *t) {
     return op_reshape(tape, t4, 3, (int[]){B, N, heads * dh}); /* (B, N, dim) */
 }
 
-/* (N, N) with 1 where key j is after query i (j > i): the entries a causal layer hides. */
-static Tensor *causal_mask(Tape *tape, int N) {
+/* (N, N) with 1 where query i may not see key j: after it (j > i) in a causal layer, farther
+ * than the window (|i - j| > K); NULL when nothing is hidden. */
+static Tensor *hidden_keys(Tape *tape, const Attention *layer, int N) {
+    int causal = layer->config.causal, window = layer->reach.window;
+    if (!causal && (window == 0 || window >= N - 1)) return NULL;
     Tensor *mask = tape_tensor(tape, 2, (int[]){N, N});
     for (int i = 0; i < N; i++)
-        for (int j = 0; j < N; j++) mask->data[(long)i * N + j] = j > i;
+        for (int j = 0; j < N; j++)
+            mask->data[(long)i * N + j] = (causal && j > i) || (window > 0 && abs(i - j) > window);
     return mask;
+}
+
+/* The adaptive span's soft mask, (H, N, N):
+ *   m_h(i, j) = clamp(z_h L / R + (R - |i - j|) / R, 0, 1),   z_h = clamp(span.z_h, 0, 1)
+ * written with tape ops, so the gradient reaches span.z: through the outer clamp where
+ * 0 < m < 1 (the ramp), through the inner one while z_h is in [0, 1]. For a causal layer the
+ * entries j > i do not matter: their probabilities are exactly 0. */
+static Tensor *span_mask(Tape *tape, const Attention *layer, int N) {
+    int heads = layer->config.heads;
+    double L = layer->reach.span_max, R = layer->reach.span_ramp;
+    Tensor *z = op_clamp(tape, layer->span_z, 0, 1);            /* (H) */
+    Tensor *extent = op_scale(tape, z, (real)(L / R));          /* z L / R, (H) */
+    extent = op_reshape(tape, extent, 3, (int[]){heads, 1, 1}); /* (H, 1, 1) */
+    Tensor *ramp = tape_tensor(tape, 2, (int[]){N, N});         /* (R - d) / R, (N, N) */
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < N; j++) ramp->data[(long)i * N + j] = (real)((R - abs(i - j)) / R);
+    return op_clamp(tape, op_add(tape, extent, ramp), 0, 1); /* (H, N, N) by broadcasting */
+}
+
+/* P' = P m / (sum_j P m + 1e-8): the probabilities (B, H, N, N) under the span mask, each row
+ * renormalised. */
+static Tensor *apply_span(Tape *tape, const Attention *layer, Tensor *p) {
+    Tensor *masked = op_mul(tape, p, span_mask(tape, layer, p->shape[2])); /* (B, H, N, N) */
+    Tensor *tiny = tape_tensor(tape, 0, NULL);
+    tiny->data[0] = SPAN_TINY;
+    Tensor *total = op_add(tape, op_sum(tape, masked, -1, 1), tiny); /* (B, H, N, 1) */
+    return op_div(tape, masked, total);
 }
 
 Tensor *attention_forward(Tape *tape, const Attention *layer, Tensor *x_q, Tensor *x_kv,
@@ -109,9 +179,26 @@ Tensor *attention_forward(Tape *tape, const Attention *layer, Tensor *x_q, Tenso
     Tensor *k = split_heads(tape, qkv[1], heads);   /* (B, H, N, dh) */
     Tensor *v = split_heads(tape, qkv[2], heads);   /* (B, H, N, dh) */
     Tensor *scores = op_matmul(tape, q, k, 0, 1);   /* (B, H, N, N) */
-    if (layer->config.causal) scores = op_masked_fill(tape, scores, causal_mask(tape, N), MASKED);
+    Tensor *hidden = hidden_keys(tape, layer, N);
+    if (hidden) scores = op_masked_fill(tape, scores, hidden, MASKED);
     Tensor *p = op_softmax(tape, scores); /* (B, H, N, N), rows sum to 1 */
+    if (layer->reach.span) p = apply_span(tape, layer, p);
     if (probs) *probs = p;
     Tensor *o = merge_heads(tape, op_matmul(tape, p, v, 0, 0)); /* (B, N, dim) */
     return linear_forward(tape, &layer->proj, o);               /* (B, N, dim) */
+}
+
+Tensor *attention_span_loss(Tape *tape, const Attention *layer) {
+    if (!layer->reach.span) return tape_tensor_zeros(tape, 0, NULL);
+    double scale = layer->reach.span_coef * layer->reach.span_max;
+    Tensor *z = op_clamp(tape, layer->span_z, 0, 1);          /* (H) */
+    return op_scale(tape, op_mean_all(tape, z), (real)scale); /* coef L mean(z), 0-d */
+}
+
+void attention_span_clamp(Attention *layer) {
+    if (!layer->span_z) return;
+    for (long h = 0; h < layer->span_z->size; h++) {
+        real *z = &layer->span_z->data[h];
+        *z = *z < 0 ? 0 : *z > 1 ? 1 : *z;
+    }
 }

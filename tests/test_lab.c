@@ -271,6 +271,125 @@ static void block_and_conv_match_their_layers(void **state) {
     tape_free(tape);
 }
 
+/* contextpool1d (causal, composed) and contextpool2d (stride 2): y, weights.npy, support.npy and
+ * the gradients bit for bit as the direct call; choice keys are written by name. */
+static void contextpool_layers_write_weights_and_support(void **state) {
+    (void)state;
+    Rng rng;
+    rng_seed(&rng, 12);
+    const char *x_path = save_random("cp_x.npy", 3, (int[]){2, 7, 4}, &rng);
+    const char *gy_path = save_random("cp_gy.npy", 3, (int[]){2, 7, 4}, &rng);
+    const char *out = temp_path("cp1d");
+    char err[1024];
+    if (run_lab(err, sizeof err, "contextpool1d", "--set", "causal=1", "--set", "impl=composed",
+                "--set", "radius=2", "--set", "size=adaptive", "--in", x_path, "--grad-out",
+                gy_path, "--seed", "3", "--out", out, NULL))
+        fail_msg("lab failed: %s", err);
+    ParamSet params = {0};
+    ContextPool pool;
+    rng_seed(&rng, 3);
+    ContextPoolConfig config = contextpool_default_config(4, 1);
+    config.radius = 2, config.composed = 1, config.kernel = 3;
+    contextpool_init(&pool, config, &params, "", &rng);
+    Tape *tape = tape_create();
+    Tensor *x = load(temp_dir, "cp_x.npy"), *gy = load(temp_dir, "cp_gy.npy");
+    x->requires_grad = 1;
+    x->grad = calloc((size_t)x->size, sizeof(real));
+    ContextPoolAux aux;
+    Tensor *y = contextpool_forward(tape, &pool, x, &aux);
+    tape_backward_from(tape, y, gy->data);
+    Tensor *lab_y = load(out, "y.npy"), *lab_w = load(out, "weights.npy");
+    Tensor *lab_s = load(out, "support.npy"), *lab_dx = load(out, "grad_in.npy");
+    assert_same_tensor(y, lab_y, "y");
+    assert_same_tensor(aux.weights, lab_w, "weights");
+    assert_same_tensor(aux.support, lab_s, "support");
+    assert_same_values(x->grad, lab_dx, "grad_in");
+    assert_params_match(&params, out, "grad_params.safetensors", 1);
+    assert_false(exists(out, "attn.npy"));
+    char path[600];
+    SafetensorsFile file;
+    snprintf(path, sizeof path, "%s/params.safetensors", out);
+    assert_int_equal(safetensors_read(path, &file, err, sizeof err), 0);
+    assert_string_equal(safetensors_file_metadata(&file, "config"),
+                        "dim=4 hidden=0 kernel=3 s_min=0.5 s_max=8 radius=2 causal=1 "
+                        "weights=learned size=adaptive s_fixed=2 impl=composed");
+    safetensors_file_free(&file);
+    tensor_free(lab_y), tensor_free(lab_w), tensor_free(lab_s), tensor_free(lab_dx);
+    tensor_free(x), tensor_free(gy);
+    params_free(&params);
+    tape_reset(tape);
+
+    /* 2-d, stride 2 on a 5 x 3 image: weights (B, 5, 3), support (B, 3, 2). */
+    x_path = save_random("cp2_x.npy", 4, (int[]){1, 3, 5, 3}, &rng);
+    out = temp_path("cp2d");
+    if (run_lab(err, sizeof err, "contextpool2d", "--set", "stride=2", "--set", "weights=uniform",
+                "--in", x_path, "--out", out, NULL))
+        fail_msg("lab failed: %s", err);
+    rng_seed(&rng, 0);
+    config = contextpool_default_config(3, 0);
+    config.stride = 2, config.kernel = 3, config.weights_uniform = 1;
+    contextpool2d_init(&pool, config, &params, "", &rng);
+    x = load(temp_dir, "cp2_x.npy");
+    y = contextpool2d_forward(tape, &pool, x, &aux);
+    lab_y = load(out, "y.npy"), lab_w = load(out, "weights.npy"), lab_s = load(out, "support.npy");
+    assert_same_tensor(y, lab_y, "2-d y");
+    assert_same_tensor(aux.weights, lab_w, "2-d weights");
+    assert_same_tensor(aux.support, lab_s, "2-d support");
+    assert_int_equal(lab_s->shape[1], 3);
+    assert_int_equal(lab_s->shape[2], 2);
+    tensor_free(lab_y), tensor_free(lab_w), tensor_free(lab_s), tensor_free(x);
+    params_free(&params);
+    tape_free(tape);
+}
+
+/* A block writes weights.npy and support.npy exactly when it has a pool. */
+static void block_writes_pool_outputs_only_with_a_pool(void **state) {
+    (void)state;
+    Rng rng;
+    rng_seed(&rng, 13);
+    const char *x_path = save_random("bp_x.npy", 3, (int[]){2, 6, 4}, &rng);
+    const char *out = temp_path("bp");
+    char err[1024];
+    if (run_lab(err, sizeof err, "block", "--set", "heads=2", "--set", "pool=contextpool", "--set",
+                "pool_feeds=stream", "--set", "grid_h=2", "--set", "grid_w=3", "--set",
+                "cp_hidden=3", "--set", "cp_s_max=2", "--in", x_path, "--seed", "5", "--out", out,
+                NULL))
+        fail_msg("lab failed: %s", err);
+    ParamSet params = {0};
+    Block block;
+    rng_seed(&rng, 5);
+    BlockVariant variant = {
+        .pool = BLOCK_POOL_CONTEXTPOOL,
+        .pool_feeds = BLOCK_POOL_FEEDS_STREAM,
+        .grid_h = 2,
+        .grid_w = 3,
+        .cp = {.hidden = 3, .kernel = 3, .s_min = 0.5, .s_max = 2, .s_fixed = 2},
+        .attn = {.span_max = 256, .span_ramp = 32, .span_coef = 2e-6}};
+    block_init_variant(&block, (BlockConfig){.dim = 4, .heads = 2}, variant, &params, "", &rng);
+    Tape *tape = tape_create();
+    Tensor *x = load(temp_dir, "bp_x.npy");
+    BlockAux aux;
+    Tensor *y = block_forward_aux(tape, &block, x, &aux);
+    Tensor *lab_y = load(out, "y.npy"), *lab_p = load(out, "attn.npy");
+    Tensor *lab_w = load(out, "weights.npy"), *lab_s = load(out, "support.npy");
+    assert_same_tensor(y, lab_y, "y");
+    assert_same_tensor(aux.probs, lab_p, "attn");
+    assert_same_tensor(aux.pool.weights, lab_w, "weights (B, 2, 3)");
+    assert_same_tensor(aux.pool.support, lab_s, "support (B, 2, 3)");
+    assert_params_match(&params, out, "params.safetensors", 0);
+    tensor_free(lab_y), tensor_free(lab_p), tensor_free(lab_w), tensor_free(lab_s);
+    tensor_free(x);
+    params_free(&params);
+    tape_free(tape);
+
+    out = temp_path("bp_none");
+    if (run_lab(err, sizeof err, "block", "--set", "window=1", "--in", x_path, "--out", out, NULL))
+        fail_msg("lab failed: %s", err);
+    assert_true(exists(out, "attn.npy"));
+    assert_false(exists(out, "weights.npy"));
+    assert_false(exists(out, "support.npy"));
+}
+
 static void embedding_takes_ids_and_writes_no_grad_in(void **state) {
     (void)state;
     const char *ids_path = save_values("ids.npy", 2, (int[]){2, 3}, (double[]){1, 2, 0, 3, 3, 1});
@@ -394,6 +513,37 @@ static void a_pytorch_fixture_replayed_through_the_lab_matches(void **state) {
     }
 }
 
+/* ContextPool fixtures (tests/reference/make_contextpool_fixtures.py) through the command: a
+ * strided 2-d pool and a causal pooled block, every output and gradient against torch. */
+static void contextpool_fixtures_replayed_through_the_lab_match(void **state) {
+    (void)state;
+    static const char *const cases[][9] = {
+        {"cp2d_stride2_odd", "contextpool2d", "hidden=4", "s_max=3.0", "radius=3", "stride=2"},
+        {"block_pool_kv_causal", "block", "heads=2", "causal=1", "pool=contextpool", "cp_hidden=4",
+         "cp_kernel=2", "cp_s_max=3.0", "cp_radius=3"},
+    };
+    for (int c = 0; c < 2; c++) {
+        char dir[256], x[300], params[300], gy[300], err[1024];
+        snprintf(dir, sizeof dir, "tests/reference/contextpool/%s", cases[c][0]);
+        snprintf(x, sizeof x, "%s/x.npy", dir);
+        snprintf(params, sizeof params, "%s/params.safetensors", dir);
+        snprintf(gy, sizeof gy, "%s/gy.npy", dir);
+        const char *out = temp_path(cases[c][0]);
+        char *argv[40] = {"lab", (char *)cases[c][1]};
+        int argc = 2;
+        for (int k = 2; k < 9 && cases[c][k]; k++) {
+            argv[argc++] = "--set";
+            argv[argc++] = (char *)cases[c][k];
+        }
+        char *rest[] = {"--in", x, "--params", params, "--grad-out", gy, "--out", (char *)out};
+        for (int k = 0; k < 8; k++) argv[argc++] = rest[k];
+        if (lab_run(argc, argv, NULL, err, sizeof err) != 0) fail_msg("%s: %s", cases[c][0], err);
+        const char *files[] = {"y.npy", "grad_in.npy", "weights.npy", "support.npy", "attn.npy"};
+        for (int f = 0; f < 4 + c; f++) compare_with_torch(dir, files[f], out);
+        compare_grads_with_torch(dir, out);
+    }
+}
+
 static void help_lists_every_layer_and_key(void **state) {
     (void)state;
     char *text = NULL;
@@ -411,6 +561,10 @@ static void help_lists_every_layer_and_key(void **state) {
             assert_non_null(strstr(text, lab_layers[i].keys[k].name));
     }
     assert_non_null(strstr(text, "[x's last axis]"));
+    assert_non_null(strstr(text, "[kv]")); /* a choice key shows its default by name */
+    assert_non_null(strstr(text, "kv|qkv|stream"));
+    assert_non_null(strstr(text, "learned|uniform"));
+    assert_non_null(strstr(text, "weights.npy"));
     free(text);
 }
 
@@ -423,7 +577,8 @@ typedef struct BadRun {
     const char *argv[24];
 } BadRun;
 
-/* The files the bad runs use, made once: x3 (2, 3, 4), x2 (3, 4), gy_wrong (2, 3, 3), garbage,
+/* The files the bad runs use, made once: x3 (2, 3, 4), x2 (3, 4), x4 (1, 2, 3, 3), gy_wrong
+ * (2, 3, 3), garbage,
  * ids with a fraction, ids out of range, params files with a missing, misshapen or extra tensor,
  * and a plain file where a directory should be. */
 static void make_bad_inputs(void) {
@@ -431,6 +586,7 @@ static void make_bad_inputs(void) {
     rng_seed(&rng, 6);
     save_random("x3.npy", 3, (int[]){2, 3, 4}, &rng);
     save_random("x2.npy", 2, (int[]){3, 4}, &rng);
+    save_random("x4.npy", 4, (int[]){1, 2, 3, 3}, &rng);
     save_random("gy_wrong.npy", 3, (int[]){2, 3, 3}, &rng);
     save_values("ids_frac.npy", 1, (int[]){2}, (double[]){1, 0.5});
     save_values("ids_big.npy", 1, (int[]){2}, (double[]){1, 9});
@@ -579,6 +735,44 @@ static const BadRun bad_runs[] = {
     {1,
      "a_file: not a directory",
      {"linear", "--set", "out=3", "--in", "@x3.npy", "--out", "@a_file", NULL}},
+    {2,
+     "block: pool_feeds='sideways' is not one of kv|qkv|stream",
+     {"block", "--set", "pool_feeds=sideways", "--in", "@x3.npy", "--out", "@o", NULL}},
+    {2,
+     "block: pool='maxpool' is not one of none|contextpool",
+     {"block", "--set", "pool=maxpool", "--in", "@x3.npy", "--out", "@o", NULL}},
+    {2,
+     "block: cp_impl='fast' is not one of fused|composed",
+     {"block", "--set", "cp_impl=fast", "--in", "@x3.npy", "--out", "@o", NULL}},
+    {2,
+     "contextpool1d: weights='random' is not one of learned|uniform",
+     {"contextpool1d", "--set", "weights=random", "--in", "@x3.npy", "--out", "@o", NULL}},
+    {2,
+     "contextpool1d: size='0' is not one of adaptive|fixed",
+     {"contextpool1d", "--set", "size=0", "--in", "@x3.npy", "--out", "@o", NULL}},
+    {2,
+     "attention: span='fixed' is not one of none|adaptive",
+     {"attention", "--set", "span=fixed", "--in", "@x3.npy", "--out", "@o", NULL}},
+    {2,
+     "attention: window=-1 must be >= 0",
+     {"attention", "--set", "window=-1", "--in", "@x3.npy", "--out", "@o", NULL}},
+    {2,
+     "block: causal=1 with grid_h=1, grid_w=3: image tokens have no order",
+     {"block", "--set", "causal=1", "--set", "grid_h=1", "--set", "grid_w=3", "--in", "@x3.npy",
+      "--out", "@o", NULL}},
+    {1,
+     "block: x of shape (2, 3, 4) has N=3 tokens, but grid_h=2 x grid_w=2 is 4",
+     {"block", "--set", "pool=contextpool", "--set", "grid_h=2", "--set", "grid_w=2", "--in",
+      "@x3.npy", "--out", "@o", NULL}},
+    {2,
+     "contextpool: s_min=-1 must be positive",
+     {"contextpool1d", "--set", "s_min=-1", "--in", "@x3.npy", "--out", "@o", NULL}},
+    {2,
+     "contextpool2d: stride=3 must be 1 or 2",
+     {"contextpool2d", "--set", "stride=3", "--in", "@x4.npy", "--out", "@o", NULL}},
+    {1,
+     "x3.npy: x has shape (2, 3, 4), but contextpool2d takes x (B, C, H, W)",
+     {"contextpool2d", "--in", "@x3.npy", "--out", "@o", NULL}},
 #ifndef CPOOL_DOUBLE
     {2,
      "--double: this program computes in float32",
@@ -622,9 +816,12 @@ int main(void) {
         cmocka_unit_test(linear_output_and_gradients_match_the_layer),
         cmocka_unit_test(attention_writes_probabilities_that_match_the_layer),
         cmocka_unit_test(block_and_conv_match_their_layers),
+        cmocka_unit_test(contextpool_layers_write_weights_and_support),
+        cmocka_unit_test(block_writes_pool_outputs_only_with_a_pool),
         cmocka_unit_test(embedding_takes_ids_and_writes_no_grad_in),
         cmocka_unit_test(params_written_by_one_run_reproduce_it),
         cmocka_unit_test(a_pytorch_fixture_replayed_through_the_lab_matches),
+        cmocka_unit_test(contextpool_fixtures_replayed_through_the_lab_match),
         cmocka_unit_test(help_lists_every_layer_and_key),
         cmocka_unit_test(every_bad_input_is_one_line_with_the_right_status),
     };

@@ -67,7 +67,9 @@ static int lab_error(LabRun *run, int status, const char *format, ...) {
 
 static void print_key(FILE *out, const LabKey *key) {
     char shown[48];
-    if (key->shown_as)
+    if (key->type == LAB_CHOICE)
+        lab_choice_name(key, (int)key->value, shown, sizeof shown);
+    else if (key->shown_as)
         snprintf(shown, sizeof shown, "%s", key->shown_as);
     else if (key->source == LAB_REQUIRED)
         snprintf(shown, sizeof shown, "required");
@@ -77,12 +79,14 @@ static void print_key(FILE *out, const LabKey *key) {
         snprintf(shown, sizeof shown, "x's axis 1");
     else
         snprintf(shown, sizeof shown, "%g", key->value);
-    fprintf(out, "      %-11s [%s]%*s %s\n", key->name, shown, (int)(16 - strlen(shown)), "",
+    fprintf(out, "      %-11s [%s]%*s %s", key->name, shown, (int)(16 - strlen(shown)), "",
             key->help);
+    if (key->type == LAB_CHOICE) fprintf(out, ": %s", key->choices);
+    fprintf(out, "\n");
 }
 
 static void print_layer(FILE *out, const LabLayer *layer) {
-    fprintf(out, "  %-10s %s\n", layer->name, layer->summary);
+    fprintf(out, "  %-13s %s\n", layer->name, layer->summary);
     fprintf(out, "      input: %s\n", layer->input);
     for (int k = 0; k < LAB_MAX_KEYS && layer->keys[k].name; k++) print_key(out, &layer->keys[k]);
 }
@@ -100,6 +104,9 @@ static void usage(FILE *out, const LabLayer *only) {
         "  params.safetensors       the parameters used: read from --params, or initialised\n"
         "                           as the layer does from --seed S (default 0)\n"
         "  attn.npy                 attention and block: the probabilities (B, heads, N, N)\n"
+        "  weights.npy              contextpool1d/2d, and block with pool=contextpool: the\n"
+        "                           pooling weights w, one per input token (pixel)\n"
+        "  support.npy              the same: the support sizes s, one per output token\n"
         "  grad_in.npy              with --grad-out gy.npy (dL/dy, y's shape): dL/dx\n"
         "                           (not for embedding, whose input is integer ids)\n"
         "  grad_params.safetensors  with --grad-out: dL/dparameter, same names as params\n"
@@ -294,7 +301,7 @@ static int save_tensor(LabRun *run, const char *name, const Tensor *t) {
 }
 
 static int save_params(LabRun *run, const char *name, SafetensorsWhich which) {
-    char path[4200], config[512];
+    char path[4200], config[1024];
     snprintf(path, sizeof path, "%s/%s", run->options.out_dir, name);
     lab_config_string(&run->options.config, config, sizeof config);
     const char *metadata[] = {"layer", run->options.layer->name, "config", config, NULL};
@@ -307,14 +314,28 @@ static int save_params(LabRun *run, const char *name, SafetensorsWhich which) {
     return 0;
 }
 
-static int write_outputs(LabRun *run) {
+/* aux.npy for each auxiliary output: every one in the row's aux, then those of optional_aux the
+ * forward produced (run->aux holds them in that order). */
+static int write_aux(LabRun *run) {
     const LabLayer *layer = run->options.layer;
-    int status = save_tensor(run, "y.npy", run->y);
-    for (int i = 0; i < LAB_MAX_AUX && layer->aux[i] && !status; i++) {
+    const char *names[2 * LAB_MAX_AUX];
+    int n = 0, n_required = 0, status = 0;
+    for (int i = 0; i < LAB_MAX_AUX && layer->aux[i]; i++) names[n++] = layer->aux[i];
+    n_required = n;
+    for (int i = 0; i < LAB_MAX_AUX && layer->optional_aux[i]; i++)
+        names[n++] = layer->optional_aux[i];
+    for (int i = 0; i < n && i < LAB_MAX_AUX && !status; i++) {
+        if (i >= n_required && !run->aux[i]) continue;
         char name[64];
-        snprintf(name, sizeof name, "%s.npy", layer->aux[i]);
+        snprintf(name, sizeof name, "%s.npy", names[i]);
         status = save_tensor(run, name, run->aux[i]);
     }
+    return status;
+}
+
+static int write_outputs(LabRun *run) {
+    int status = save_tensor(run, "y.npy", run->y);
+    if (!status) status = write_aux(run);
     if (!status) status = save_params(run, "params.safetensors", SAFETENSORS_DATA);
     if (!run->grad_out || status) return status;
     if (run->input.x) {

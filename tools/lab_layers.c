@@ -14,6 +14,7 @@
 
 #include "attention.h"
 #include "block.h"
+#include "contextpool.h"
 #include "conv.h"
 #include "embedding.h"
 #include "ffn.h"
@@ -56,10 +57,19 @@ static Tensor *embedding_lab_forward(Tape *tape, const void *layer, const LabInp
     return embedding_forward(tape, layer, in->ids, in->ids_ndim, in->ids_shape);
 }
 
+/* The window and span keys, shared by attention and block. */
+static AttentionReach reach_config(const LabConfig *c) {
+    return (AttentionReach){.window = lab_int(c, "window"),
+                            .span = lab_int(c, "span"), /* none|adaptive */
+                            .span_max = lab_int(c, "span_max"),
+                            .span_ramp = lab_int(c, "span_ramp"),
+                            .span_coef = lab_real(c, "span_coef")};
+}
+
 static void attention_lab_init(void *layer, const LabConfig *c, ParamSet *params, Rng *rng) {
     AttentionConfig config = {
         .dim = lab_int(c, "dim"), .heads = lab_int(c, "heads"), .causal = lab_int(c, "causal")};
-    attention_init(layer, config, params, "", rng);
+    attention_init_reach(layer, config, reach_config(c), params, "", rng);
 }
 static Tensor *attention_lab_forward(Tape *tape, const void *layer, const LabInput *in,
                                      Tensor **aux) {
@@ -101,40 +111,126 @@ static Tensor *conv2d_lab_forward(Tape *tape, const void *layer, const LabInput 
     return conv2d_forward(tape, layer, in->x);
 }
 
+/* The ContextPool keys, named `prefix` + "hidden" etc. ("cp_hidden" in the block). Choices:
+ * weights learned|uniform, size adaptive|fixed, impl fused|composed. */
+static ContextPoolConfig pool_config(const LabConfig *c, const char *prefix) {
+    const char *keys[] = {"hidden",  "kernel", "s_min",   "s_max", "radius",
+                          "weights", "size",   "s_fixed", "impl"};
+    char name[9][32];
+    for (int k = 0; k < 9; k++) snprintf(name[k], sizeof name[k], "%s%s", prefix, keys[k]);
+    return (ContextPoolConfig){.hidden = lab_int(c, name[0]),
+                               .kernel = lab_int(c, name[1]),
+                               .s_min = lab_real(c, name[2]),
+                               .s_max = lab_real(c, name[3]),
+                               .radius = lab_int(c, name[4]),
+                               .weights_uniform = lab_int(c, name[5]),
+                               .size_fixed = lab_int(c, name[6]),
+                               .s_fixed = lab_real(c, name[7]),
+                               .composed = lab_int(c, name[8])};
+}
+
+static void contextpool1d_lab_init(void *layer, const LabConfig *c, ParamSet *params, Rng *rng) {
+    ContextPoolConfig config = pool_config(c, "");
+    config.dim = lab_int(c, "dim");
+    config.causal = lab_int(c, "causal");
+    contextpool_init(layer, config, params, "", rng);
+}
+static Tensor *contextpool1d_lab_forward(Tape *tape, const void *layer, const LabInput *in,
+                                         Tensor **aux) {
+    ContextPoolAux pool;
+    Tensor *y = contextpool_forward(tape, layer, in->x, &pool);
+    aux[0] = pool.weights, aux[1] = pool.support; /* "weights", "support" */
+    return y;
+}
+
+static void contextpool2d_lab_init(void *layer, const LabConfig *c, ParamSet *params, Rng *rng) {
+    ContextPoolConfig config = pool_config(c, "");
+    config.dim = lab_int(c, "dim");
+    config.stride = lab_int(c, "stride");
+    contextpool2d_init(layer, config, params, "", rng);
+}
+static Tensor *contextpool2d_lab_forward(Tape *tape, const void *layer, const LabInput *in,
+                                         Tensor **aux) {
+    ContextPoolAux pool;
+    Tensor *y = contextpool2d_forward(tape, layer, in->x, &pool);
+    aux[0] = pool.weights, aux[1] = pool.support; /* "weights", "support" */
+    return y;
+}
+
 static void block_lab_init(void *layer, const LabConfig *c, ParamSet *params, Rng *rng) {
     BlockConfig config = {.dim = lab_int(c, "dim"),
                           .heads = lab_int(c, "heads"),
                           .ffn_hidden = lab_int(c, "ffn_hidden"),
                           .causal = lab_int(c, "causal")};
-    block_init(layer, config, params, "", rng);
+    BlockVariant variant = {.pool = lab_int(c, "pool"),             /* none|contextpool */
+                            .pool_feeds = lab_int(c, "pool_feeds"), /* kv|qkv|stream */
+                            .cp = pool_config(c, "cp_"),
+                            .grid_h = lab_int(c, "grid_h"),
+                            .grid_w = lab_int(c, "grid_w"),
+                            .attn = reach_config(c)};
+    block_init_variant(layer, config, variant, params, "", rng);
 }
 static Tensor *block_lab_forward(Tape *tape, const void *layer, const LabInput *in, Tensor **aux) {
-    return block_forward(tape, layer, in->x, &aux[0]); /* aux[0]: "attn" */
+    BlockAux out;
+    Tensor *y = block_forward_aux(tape, layer, in->x, &out);
+    aux[0] = out.probs;                                   /* "attn" */
+    aux[1] = out.pool.weights, aux[2] = out.pool.support; /* NULL without a pool */
+    return y;
 }
 
 /* ------------------------------------------------------------------------------------------ */
 /* The table                                                                                  */
 
 #define KEY_DIM_FROM_X                                                                             \
-    { "dim", LAB_INT, 0, LAB_FROM_LAST_AXIS, "features (the model width)", NULL }
+    { "dim", LAB_INT, 0, LAB_FROM_LAST_AXIS, "features (the model width)", NULL, NULL }
 #define KEY_HEADS                                                                                  \
-    { "heads", LAB_INT, 1, LAB_DEFAULT, "attention heads (must divide dim)", NULL }
+    { "heads", LAB_INT, 1, LAB_DEFAULT, "attention heads (must divide dim)", NULL, NULL }
 #define KEY_CAUSAL                                                                                 \
-    { "causal", LAB_BOOL, 0, LAB_DEFAULT, "1: token i attends to j <= i only", NULL }
+    { "causal", LAB_BOOL, 0, LAB_DEFAULT, "1: token i attends to j <= i only", NULL, NULL }
 #define KEY_CONV_IN                                                                                \
-    { "in", LAB_INT, 0, LAB_FROM_AXIS_1, "input channels", NULL }
+    { "in", LAB_INT, 0, LAB_FROM_AXIS_1, "input channels", NULL, NULL }
 #define KEY_CONV_OUT                                                                               \
-    { "out", LAB_INT, 0, LAB_REQUIRED, "output channels", NULL }
+    { "out", LAB_INT, 0, LAB_REQUIRED, "output channels", NULL, NULL }
 #define KEY_KERNEL                                                                                 \
-    { "kernel", LAB_INT, 0, LAB_REQUIRED, "kernel size", NULL }
+    { "kernel", LAB_INT, 0, LAB_REQUIRED, "kernel size", NULL, NULL }
 #define KEY_STRIDE                                                                                 \
-    { "stride", LAB_INT, 1, LAB_DEFAULT, "step between windows", NULL }
+    { "stride", LAB_INT, 1, LAB_DEFAULT, "step between windows", NULL, NULL }
 #define KEY_PADDING                                                                                \
-    { "padding", LAB_INT, 0, LAB_DEFAULT, "zeros added on each side", NULL }
+    { "padding", LAB_INT, 0, LAB_DEFAULT, "zeros added on each side", NULL, NULL }
 #define KEY_GROUPS                                                                                 \
-    { "groups", LAB_INT, 1, LAB_DEFAULT, "channel groups (divide in and out)", NULL }
+    { "groups", LAB_INT, 1, LAB_DEFAULT, "channel groups (divide in and out)", NULL, NULL }
 #define KEY_BIAS                                                                                   \
-    { "bias", LAB_BOOL, 1, LAB_DEFAULT, "1: add a bias", NULL }
+    { "bias", LAB_BOOL, 1, LAB_DEFAULT, "1: add a bias", NULL, NULL }
+/* The attention's reach (attention.h), in attention and block. */
+#define KEY_WINDOW                                                                                 \
+    { "window", LAB_INT, 0, LAB_DEFAULT, "K > 0: attend only to |i-j| <= K; 0: all", NULL, NULL }
+#define KEY_SPAN                                                                                   \
+    { "span", LAB_CHOICE, 0, LAB_DEFAULT, "a learned soft span per head", NULL, "none|adaptive" }
+#define KEY_SPAN_MAX                                                                               \
+    { "span_max", LAB_INT, 256, LAB_DEFAULT, "span: L, the largest span (tokens)", NULL, NULL }
+#define KEY_SPAN_RAMP                                                                              \
+    { "span_ramp", LAB_INT, 32, LAB_DEFAULT, "span: R, the mask's ramp (tokens)", NULL, NULL }
+#define KEY_SPAN_COEF                                                                              \
+    { "span_coef", LAB_REAL, 2e-6, LAB_DEFAULT, "span: the span loss's coefficient", NULL, NULL }
+/* The ContextPool keys (contextpool.h): `prefix` is "" in the pool layers, "cp_" in the block. */
+#define KEY_POOL_HIDDEN(prefix)                                                                    \
+    { prefix "hidden", LAB_INT, 0, LAB_DEFAULT, "the predictor's width", "max(8,dim/4)", NULL }
+#define KEY_POOL_KERNEL(prefix)                                                                    \
+    { prefix "kernel", LAB_INT, 3, LAB_DEFAULT, "the predictor's kernel (2-d: 3)", NULL, NULL }
+#define KEY_POOL_S_MIN(prefix)                                                                     \
+    { prefix "s_min", LAB_REAL, 0.5, LAB_DEFAULT, "smallest support size s (tokens)", NULL, NULL }
+#define KEY_POOL_S_MAX(prefix)                                                                     \
+    { prefix "s_max", LAB_REAL, 8, LAB_DEFAULT, "largest support size s (tokens)", NULL, NULL }
+#define KEY_POOL_RADIUS(prefix)                                                                    \
+    { prefix "radius", LAB_INT, 0, LAB_DEFAULT, "pool |i-j| <= radius", "ceil(3*s_max)", NULL }
+#define KEY_POOL_WEIGHTS(prefix)                                                                   \
+    { prefix "weights", LAB_CHOICE, 0, LAB_DEFAULT, "w: sigmoid(a), or 1", NULL, "learned|uniform" }
+#define KEY_POOL_SIZE(prefix)                                                                      \
+    { prefix "size", LAB_CHOICE, 0, LAB_DEFAULT, "s predicted, or s_fixed", NULL, "adaptive|fixed" }
+#define KEY_POOL_S_FIXED(prefix)                                                                   \
+    { prefix "s_fixed", LAB_REAL, 2, LAB_DEFAULT, "every s, with size=fixed", NULL, NULL }
+#define KEY_POOL_IMPL(prefix)                                                                      \
+    { prefix "impl", LAB_CHOICE, 0, LAB_DEFAULT, "banded op, or N x N ops", NULL, "fused|composed" }
 
 const LabLayer lab_layers[] = {
     {.name = "linear",
@@ -142,8 +238,8 @@ const LabLayer lab_layers[] = {
      .input = "x (..., in)",
      .min_ndim = 1,
      .max_ndim = TENSOR_MAX_DIMS,
-     .keys = {{"in", LAB_INT, 0, LAB_FROM_LAST_AXIS, "input features", NULL},
-              {"out", LAB_INT, 0, LAB_REQUIRED, "output features", NULL},
+     .keys = {{"in", LAB_INT, 0, LAB_FROM_LAST_AXIS, "input features", NULL, NULL},
+              {"out", LAB_INT, 0, LAB_REQUIRED, "output features", NULL, NULL},
               KEY_BIAS},
      .layer_bytes = sizeof(Linear),
      .init = linear_lab_init,
@@ -153,7 +249,8 @@ const LabLayer lab_layers[] = {
      .input = "x (..., dim)",
      .min_ndim = 1,
      .max_ndim = TENSOR_MAX_DIMS,
-     .keys = {KEY_DIM_FROM_X, {"eps", LAB_REAL, 1e-5, LAB_DEFAULT, "added to the variance", NULL}},
+     .keys = {KEY_DIM_FROM_X,
+              {"eps", LAB_REAL, 1e-5, LAB_DEFAULT, "added to the variance", NULL, NULL}},
      .layer_bytes = sizeof(LayerNorm),
      .init = layernorm_lab_init,
      .forward = layernorm_lab_forward},
@@ -163,8 +260,8 @@ const LabLayer lab_layers[] = {
      .integer_input = 1,
      .min_ndim = 0,
      .max_ndim = TENSOR_MAX_DIMS - 1,
-     .keys = {{"vocab", LAB_INT, 0, LAB_REQUIRED, "rows of the table", NULL},
-              {"dim", LAB_INT, 0, LAB_REQUIRED, "features per row", NULL}},
+     .keys = {{"vocab", LAB_INT, 0, LAB_REQUIRED, "rows of the table", NULL, NULL},
+              {"dim", LAB_INT, 0, LAB_REQUIRED, "features per row", NULL, NULL}},
      .layer_bytes = sizeof(Embedding),
      .init = embedding_lab_init,
      .forward = embedding_lab_forward},
@@ -173,7 +270,8 @@ const LabLayer lab_layers[] = {
      .input = "x (B, N, dim)",
      .min_ndim = 3,
      .max_ndim = 3,
-     .keys = {KEY_DIM_FROM_X, KEY_HEADS, KEY_CAUSAL},
+     .keys = {KEY_DIM_FROM_X, KEY_HEADS, KEY_CAUSAL, KEY_WINDOW, KEY_SPAN, KEY_SPAN_MAX,
+              KEY_SPAN_RAMP, KEY_SPAN_COEF},
      .aux = {"attn"},
      .layer_bytes = sizeof(Attention),
      .init = attention_lab_init,
@@ -183,7 +281,8 @@ const LabLayer lab_layers[] = {
      .input = "x (..., dim)",
      .min_ndim = 1,
      .max_ndim = TENSOR_MAX_DIMS,
-     .keys = {KEY_DIM_FROM_X, {"hidden", LAB_INT, 0, LAB_DEFAULT, "hidden features", "4*dim"}},
+     .keys = {KEY_DIM_FROM_X,
+              {"hidden", LAB_INT, 0, LAB_DEFAULT, "hidden features", "4*dim", NULL}},
      .layer_bytes = sizeof(Ffn),
      .init = ffn_lab_init,
      .forward = ffn_lab_forward},
@@ -198,7 +297,7 @@ const LabLayer lab_layers[] = {
               KEY_STRIDE,
               KEY_PADDING,
               KEY_GROUPS,
-              {"causal", LAB_BOOL, 0, LAB_DEFAULT, "1: output i sees inputs <= i (padding=0)",
+              {"causal", LAB_BOOL, 0, LAB_DEFAULT, "1: output i sees inputs <= i (padding=0)", NULL,
                NULL},
               KEY_BIAS},
      .layer_bytes = sizeof(Conv),
@@ -213,16 +312,80 @@ const LabLayer lab_layers[] = {
      .layer_bytes = sizeof(Conv),
      .init = conv2d_lab_init,
      .forward = conv2d_lab_forward},
+    {.name = "contextpool1d",
+     .summary = "ContextPool along a sequence; writes weights.npy, support.npy",
+     .input = "x (B, N, dim)",
+     .min_ndim = 3,
+     .max_ndim = 3,
+     .keys = {KEY_DIM_FROM_X,
+              KEY_POOL_HIDDEN(""),
+              KEY_POOL_KERNEL(""),
+              KEY_POOL_S_MIN(""),
+              KEY_POOL_S_MAX(""),
+              KEY_POOL_RADIUS(""),
+              {"causal", LAB_BOOL, 0, LAB_DEFAULT, "1: pool only j <= i", NULL, NULL},
+              KEY_POOL_WEIGHTS(""),
+              KEY_POOL_SIZE(""),
+              KEY_POOL_S_FIXED(""),
+              KEY_POOL_IMPL("")},
+     .aux = {"weights", "support"},
+     .layer_bytes = sizeof(ContextPool),
+     .init = contextpool1d_lab_init,
+     .forward = contextpool1d_lab_forward},
+    {.name = "contextpool2d",
+     .summary = "ContextPool on an image, stride 1 or 2; writes weights.npy, support.npy",
+     .input = "x (B, C, H, W)",
+     .min_ndim = 4,
+     .max_ndim = 4,
+     .keys = {{"dim", LAB_INT, 0, LAB_FROM_AXIS_1, "channels C", NULL, NULL},
+              KEY_POOL_HIDDEN(""),
+              KEY_POOL_KERNEL(""),
+              KEY_POOL_S_MIN(""),
+              KEY_POOL_S_MAX(""),
+              KEY_POOL_RADIUS(""),
+              KEY_POOL_WEIGHTS(""),
+              KEY_POOL_SIZE(""),
+              KEY_POOL_S_FIXED(""),
+              KEY_POOL_IMPL(""),
+              {"stride", LAB_INT, 1, LAB_DEFAULT, "1, or 2: y is (B, C, ceil(H/2), ceil(W/2))",
+               NULL, NULL}},
+     .aux = {"weights", "support"},
+     .layer_bytes = sizeof(ContextPool),
+     .init = contextpool2d_lab_init,
+     .forward = contextpool2d_lab_forward},
     {.name = "block",
-     .summary = "pre-norm transformer block: x + attn(ln1(x)), then + ffn(ln2(x)); writes attn.npy",
+     .summary = "pre-norm transformer block, optionally pooled; attn.npy (+ weights, support)",
      .input = "x (B, N, dim)",
      .min_ndim = 3,
      .max_ndim = 3,
      .keys = {KEY_DIM_FROM_X,
               KEY_HEADS,
-              {"ffn_hidden", LAB_INT, 0, LAB_DEFAULT, "hidden features of the ffn", "4*dim"},
-              KEY_CAUSAL},
+              {"ffn_hidden", LAB_INT, 0, LAB_DEFAULT, "hidden features of the ffn", "4*dim", NULL},
+              KEY_CAUSAL,
+              {"pool", LAB_CHOICE, 0, LAB_DEFAULT, "add a pool (the cp_* keys)", NULL,
+               "none|contextpool"},
+              {"pool_feeds", LAB_CHOICE, 0, LAB_DEFAULT,
+               "pool gives attn k, v / q, k, v / pools the output", NULL, "kv|qkv|stream"},
+              KEY_POOL_HIDDEN("cp_"),
+              KEY_POOL_KERNEL("cp_"),
+              KEY_POOL_S_MIN("cp_"),
+              KEY_POOL_S_MAX("cp_"),
+              KEY_POOL_RADIUS("cp_"),
+              KEY_POOL_WEIGHTS("cp_"),
+              KEY_POOL_SIZE("cp_"),
+              KEY_POOL_S_FIXED("cp_"),
+              KEY_POOL_IMPL("cp_"),
+              {"grid_h", LAB_INT, 0, LAB_DEFAULT, "tokens on a grid_h x grid_w image (2-d pool)",
+               NULL, NULL},
+              {"grid_w", LAB_INT, 0, LAB_DEFAULT, "(N = grid_h grid_w, causal=0; 0: a sequence)",
+               NULL, NULL},
+              KEY_WINDOW,
+              KEY_SPAN,
+              KEY_SPAN_MAX,
+              KEY_SPAN_RAMP,
+              KEY_SPAN_COEF},
      .aux = {"attn"},
+     .optional_aux = {"weights", "support"},
      .layer_bytes = sizeof(Block),
      .init = block_lab_init,
      .forward = block_lab_forward},
@@ -252,11 +415,41 @@ void lab_config_init(LabConfig *config, const LabLayer *layer) {
         config->values[k] = layer->keys[k].value;
 }
 
+/* The index of `name` (name_len bytes) among the '|'-separated names of choices, or -1. */
+static int choice_index(const char *choices, const char *name, size_t name_len) {
+    int index = 0;
+    for (const char *p = choices;; index++) {
+        size_t len = strcspn(p, "|");
+        if (len == name_len && strncmp(p, name, len) == 0) return index;
+        if (p[len] == '\0') return -1;
+        p += len + 1;
+    }
+}
+
+/* The name at `index` among the names of choices, into out ("?" if there is none). */
+static const char *choice_name(const char *choices, int index, char *out, size_t out_len) {
+    const char *p = choices;
+    for (int i = 0; i < index && p; i++)
+        if ((p = strchr(p, '|'))) p++;
+    snprintf(out, out_len, "%.*s", p ? (int)strcspn(p, "|") : 1, p ? p : "?");
+    return out;
+}
+
 /* text as a value of the key's type into *value: 0, or -1 with the reason in err. */
 static int parse_value(const LabLayer *layer, const LabKey *key, const char *text, double *value,
                        char *err, size_t err_len) {
     char *end = NULL;
     errno = 0;
+    if (key->type == LAB_CHOICE) {
+        int index = choice_index(key->choices, text, strlen(text));
+        if (index < 0) {
+            snprintf(err, err_len, "%s: %s='%s' is not one of %s", layer->name, key->name, text,
+                     key->choices);
+            return -1;
+        }
+        *value = index;
+        return 0;
+    }
     if (key->type == LAB_REAL) {
         *value = strtod(text, &end);
         if (end == text || *end != '\0' || !isfinite(*value) || text[0] == ' ') {
@@ -293,7 +486,7 @@ int lab_config_set(LabConfig *config, const char *assignment, char *err, size_t 
     const char *equals = strchr(assignment, '=');
     size_t name_len = equals ? (size_t)(equals - assignment) : strlen(assignment);
     int k = key_index(layer, assignment, name_len);
-    char names[256];
+    char names[512];
     if (k < 0) {
         snprintf(err, err_len, "%s has no key '%.*s' (its keys: %s)", layer->name, (int)name_len,
                  assignment, key_names(layer, names, sizeof names));
@@ -351,10 +544,18 @@ void lab_config_string(const LabConfig *config, char *out, size_t out_len) {
     out[0] = '\0';
     for (int k = 0; k < LAB_MAX_KEYS && layer->keys[k].name && used < out_len; k++) {
         double v = config->values[k];
-        char number[32];
-        snprintf(number, sizeof number, "%.15g", v);
-        if (strtod(number, NULL) != v) snprintf(number, sizeof number, "%.17g", v);
+        char text[32];
+        if (layer->keys[k].type == LAB_CHOICE) {
+            choice_name(layer->keys[k].choices, (int)v, text, sizeof text);
+        } else {
+            snprintf(text, sizeof text, "%.15g", v);
+            if (strtod(text, NULL) != v) snprintf(text, sizeof text, "%.17g", v);
+        }
         used += (size_t)snprintf(out + used, out_len - used, "%s%s=%s", k ? " " : "",
-                                 layer->keys[k].name, number);
+                                 layer->keys[k].name, text);
     }
+}
+
+const char *lab_choice_name(const LabKey *key, int index, char *out, size_t out_len) {
+    return choice_name(key->choices, index, out, out_len);
 }

@@ -3,8 +3,8 @@
  * A row says everything the lab needs to run a layer from the command line: its name, its config
  * keys (type, default, one line of help), what input it takes, the size of its struct, and three
  * small functions that turn the resolved config into the layer (init), run it (forward) and name
- * its auxiliary outputs. The lab itself never mentions a layer by name, so adding one (the
- * ContextPool layers, say) is adding a row to lab_layers[] in lab_layers.c:
+ * its auxiliary outputs. The lab itself never mentions a layer by name, so adding one is adding a
+ * row to lab_layers[] in lab_layers.c (the ContextPool layers came that way):
  *
  *     {.name = "linear", .summary = "y = x W^T + b over the last axis",
  *      .input = "x (..., in)", .min_ndim = 1, .max_ndim = TENSOR_MAX_DIMS,
@@ -31,13 +31,14 @@
 #include "rng.h"
 #include "tape.h"
 
-#define LAB_MAX_KEYS 10
-#define LAB_MAX_AUX  2
+#define LAB_MAX_KEYS 24
+#define LAB_MAX_AUX  4
 
 typedef enum LabKeyType {
-    LAB_INT,  /* an integer */
-    LAB_BOOL, /* 0 or 1 */
-    LAB_REAL, /* a finite number, e.g. 1e-5 */
+    LAB_INT,    /* an integer */
+    LAB_BOOL,   /* 0 or 1 */
+    LAB_REAL,   /* a finite number, e.g. 1e-5 */
+    LAB_CHOICE, /* one of the names in `choices` ("kv|qkv|stream"); its value is the name's index */
 } LabKeyType;
 
 /* Where a key's value comes from when --set does not give it. */
@@ -51,10 +52,11 @@ typedef enum LabDefault {
 typedef struct LabKey {
     const char *name;
     LabKeyType type;
-    double value; /* the default (LAB_DEFAULT) */
+    double value; /* the default (LAB_DEFAULT); for LAB_CHOICE the index of its name */
     LabDefault source;
     const char *help;     /* one line for --help */
     const char *shown_as; /* --help's default, when the value alone does not say it ("4*dim") */
+    const char *choices;  /* LAB_CHOICE: the allowed names, separated by '|' */
 } LabKey;
 
 /* The input the lab feeds a layer: floats (x) or integer ids, never both. */
@@ -82,11 +84,16 @@ struct LabLayer {
     int min_ndim, max_ndim;
     LabKey keys[LAB_MAX_KEYS];    /* terminated by a key with a NULL name */
     const char *aux[LAB_MAX_AUX]; /* auxiliary outputs, written as DIR/<name>.npy; NULL-ended */
-    size_t layer_bytes;           /* sizeof the layer's struct */
+    /* Auxiliary outputs only some configs produce (the block's pool weights and support, with
+     * pool=contextpool), written when the forward returned them; NULL-ended. */
+    const char *optional_aux[LAB_MAX_AUX];
+    size_t layer_bytes; /* sizeof the layer's struct */
     /* Create the layer in `layer` (layer_bytes, zeroed) with its parameters in `params`, named
      * without a prefix ("weight", "qkv.bias"), drawn from rng. Bad configs: cpool_fail. */
     void (*init)(void *layer, const LabConfig *config, ParamSet *params, Rng *rng);
-    /* Run it: returns y; aux[i] receives the auxiliary output named aux[i] of the row. */
+    /* Run it: returns y; aux[i] receives the auxiliary output named aux[i] of the row, and
+     * aux[n + k] (n names in aux) the one named optional_aux[k], or NULL when not produced. At
+     * most LAB_MAX_AUX in all. */
     Tensor *(*forward)(Tape *tape, const void *layer, const LabInput *input, Tensor **aux);
 };
 
@@ -101,11 +108,14 @@ int lab_config_set(LabConfig *config, const char *assignment, char *err, size_t 
 /* Fill the keys --set did not give: defaults and sizes read from the input. A required key left
  * unset is an error: 0, or -1 with one line in err. */
 int lab_config_resolve(LabConfig *config, const LabInput *input, char *err, size_t err_len);
-/* A key's value (the key must belong to the row; anything else is a programming error). */
+/* A key's value (the key must belong to the row; anything else is a programming error). A
+ * LAB_CHOICE key's lab_int is the index of its name in `choices`. */
 int lab_int(const LabConfig *config, const char *key);
 double lab_real(const LabConfig *config, const char *key);
-/* "in=4 out=8 bias=1": every key and its value, for messages and file metadata. */
+/* "in=4 out=8 bias=1": every key and its value (a choice by name), for messages and metadata. */
 void lab_config_string(const LabConfig *config, char *out, size_t out_len);
+/* The name of a LAB_CHOICE key's value `index` into out, which it returns. */
+const char *lab_choice_name(const LabKey *key, int index, char *out, size_t out_len);
 
 /* The whole `cpool lab` command (cmd_lab.c) as a function: argv starts at "lab"; progress lines
  * and --help go to report (NULL: none); returns the exit status (0, 1 data error, 2 usage
