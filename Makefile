@@ -15,13 +15,13 @@ CC      ?= cc
 BUILD   ?= build
 OPT     ?= -O3 -march=native
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unknown-pragmas
-CFLAGS  := -std=c11 -D_DEFAULT_SOURCE -g $(OPT) $(WARN) -fopenmp -Iautograd -Ilayers $(EXTRA_CFLAGS)
+CFLAGS  := -std=c11 -D_DEFAULT_SOURCE -g $(OPT) $(WARN) -fopenmp -Iautograd -Ilayers -Itrain $(EXTRA_CFLAGS)
 LDLIBS  := -lcjson -lm -lz -fopenmp $(EXTRA_LDFLAGS)
 
-LIB_SRC   := $(sort $(wildcard autograd/*.c layers/*.c))
+LIB_SRC   := $(sort $(wildcard autograd/*.c layers/*.c train/*.c))
 TOOL_SRC  := $(sort $(wildcard tools/*.c))
 TEST_SRC  := $(sort $(wildcard tests/test_*.c))
-HEADERS   := $(wildcard autograd/*.h layers/*.h tools/*.h tests/*.h)
+HEADERS   := $(wildcard autograd/*.h layers/*.h train/*.h tools/*.h tests/*.h)
 
 # Every object exists twice: float32 (obj32/) and float64 (obj64/, -DCPOOL_DOUBLE).
 LIB32   := $(BUILD)/libcpool.a
@@ -93,11 +93,11 @@ valgrind: deps
 	@OMP_NUM_THREADS=1 RUNNER="valgrind --quiet --leak-check=full --show-leak-kinds=definite,indirect,possible --errors-for-leak-kinds=definite,indirect,possible --error-exitcode=99" \
 	    tools/run-tests.sh $(TEST_SRC:tests/%.c=build-valgrind/tests64/%)
 
-FORMAT_FILES := $(wildcard autograd/*.[ch] layers/*.[ch] tools/*.[ch] tests/*.[ch] bench/*.[ch] notebooks-c/*.[ch])
+FORMAT_FILES := $(wildcard autograd/*.[ch] layers/*.[ch] train/*.[ch] tools/*.[ch] tests/*.[ch] bench/*.[ch] notebooks-c/*.[ch])
 lint:
 	clang-format --dry-run -Werror $(FORMAT_FILES)
 	cppcheck --quiet --error-exitcode=1 --library=tools/cppcheck.cfg --enable=warning,performance,portability --std=c11 \
-	    --inline-suppr --suppress=missingIncludeSystem -Iautograd -Ilayers autograd layers tools
+	    --inline-suppr --suppress=missingIncludeSystem -Iautograd -Ilayers -Itrain autograd layers train tools
 format:
 	clang-format -i $(FORMAT_FILES)
 
@@ -113,3 +113,24 @@ deps:
 
 clean:
 	rm -rf $(BUILD) build-asan build-valgrind
+
+# make data: data/kjv.txt, the King James Bible as plain text (one verse per line, 4.1 MB), made
+# once from Debian's bible-kjv if absent. `bible -f` turns pretty-printing off, so each verse is
+# one line "Ge1:1 In the beginning God created ..."; sed strips that reference (book, chapter,
+# colon, verse, one space). Every line must carry one, there must be 31102 verses, and the file
+# appears only when complete (temp file, then rename). See docs/training.md.
+KJV_REFERENCE := ^[1-3]?[A-Z][A-Za-z]*[0-9]+:[0-9]+
+.PHONY: data
+data: deps
+	@$(MAKE) --no-print-directory data/kjv.txt
+data/kjv.txt:
+	@mkdir -p data
+	@echo "  BIBLE $@"
+	$(Q)bible -f "gen1:1-rev22:21" > $@.raw.tmp || { rm -f $@.raw.tmp; exit 1; }
+	$(Q)verses=$$(wc -l < $@.raw.tmp); unmatched=$$(grep -c -v -E '$(KJV_REFERENCE) ' $@.raw.tmp); \
+	if [ "$$verses" != 31102 ] || [ "$$unmatched" != 0 ]; then \
+	    echo "data: bible printed $$verses lines ($$unmatched without a verse reference), expected 31102 verses" >&2; \
+	    rm -f $@.raw.tmp; exit 1; fi
+	$(Q)sed -E 's/$(KJV_REFERENCE) //' $@.raw.tmp > $@.tmp && rm -f $@.raw.tmp && mv $@.tmp $@ \
+	    || { rm -f $@.raw.tmp $@.tmp; exit 1; }
+	@echo "  data/kjv.txt: $$(wc -c < $@) bytes, $$(wc -l < $@) verses"
