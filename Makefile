@@ -8,6 +8,7 @@
 #   make bench      the performance table (matmul GFLOP/s against OpenBLAS)
 #   make run        the main job (README's first command)
 #   make deps       install the Debian packages the project needs (or say how)
+#   make data       data/kjv.txt, the King James Bible as plain text (once)
 #
 # BUILD=dir puts every artefact in another directory; CC=clang works too.
 
