@@ -52,7 +52,10 @@ static int ldb_of(const MatmulPlan *p) {
  * thread below 4e6 flops). */
 static int batch_in_parallel(const MatmulPlan *p) {
 #ifdef _OPENMP
+    /* Below ~1 MFLOP in total, waking a second thread costs more than the work itself (seen in
+     * the gradient checks: 3-20x slower with two threads on tiny attention products). */
     double item_flops = 2.0 * p->M * p->N * p->K;
+    if (p->batch * item_flops < 1e6) return 0;
     return p->batch > 1 && (p->batch >= omp_get_max_threads() || item_flops < 4e6);
 #else
     (void)p;
