@@ -91,7 +91,7 @@ asan: deps
 valgrind: deps
 	@$(MAKE) --no-print-directory BUILD=build-valgrind OPT="-O1" build-valgrind/libcpool64.a \
 	    $(TEST_SRC:tests/%.c=build-valgrind/tests64/%)
-	@OMP_NUM_THREADS=1 RUNNER="valgrind --quiet --leak-check=full --show-leak-kinds=definite,indirect,possible --errors-for-leak-kinds=definite,indirect,possible --error-exitcode=99" \
+	@OMP_NUM_THREADS=1 RUNNER="valgrind --quiet --suppressions=tools/valgrind.supp --leak-check=full --show-leak-kinds=definite,indirect,possible --errors-for-leak-kinds=definite,indirect,possible --error-exitcode=99" \
 	    tools/run-tests.sh $(TEST_SRC:tests/%.c=build-valgrind/tests64/%)
 
 FORMAT_FILES := $(wildcard autograd/*.[ch] layers/*.[ch] train/*.[ch] tools/*.[ch] tests/*.[ch] bench/*.[ch] notebooks-c/*.[ch])
