@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "test_util.h"
+#include "test_layer_fixture.h"
 
 #include "attention.h"
 #include "block.h"
@@ -17,26 +18,8 @@ static const double TOL = 1e-12;
 static const double TOL = 1e-5;
 #endif
 
-typedef struct Fixture {
-    ParamSet params;
-    Tape *tape;
-    Rng rng;
-} Fixture;
-
 static int setup(void **state) {
-    Fixture *f = calloc(1, sizeof *f);
-    f->tape = tape_create();
-    rng_seed(&f->rng, 4242);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state) {
-    Fixture *f = *state;
-    tape_free(f->tape);
-    params_free(&f->params);
-    free(f);
-    return 0;
+    return layer_fixture_setup(state, 4242);
 }
 
 /* An owned (B, N, D) tensor of U(-1, 1) values. */

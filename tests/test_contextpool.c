@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "test_util.h"
+#include "test_layer_fixture.h"
 
 #include "contextpool.h"
 #include "ops.h"
@@ -18,26 +19,8 @@ static const double TOL = 1e-12;
 static const double TOL = 1e-5;
 #endif
 
-typedef struct Fixture {
-    ParamSet params;
-    Tape *tape;
-    Rng rng;
-} Fixture;
-
 static int setup(void **state) {
-    Fixture *f = calloc(1, sizeof *f);
-    f->tape = tape_create();
-    rng_seed(&f->rng, 2022);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state) {
-    Fixture *f = *state;
-    tape_free(f->tape);
-    params_free(&f->params);
-    free(f);
-    return 0;
+    return layer_fixture_setup(state, 2022);
 }
 
 static void fill_random(Tensor *t, Rng *rng) {

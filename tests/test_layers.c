@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include "test_util.h"
+#include "test_layer_fixture.h"
 
 #include "attention.h"
 #include "block.h"
@@ -20,27 +21,8 @@ static const double TOL = 1e-12;
 static const double TOL = 1e-5;
 #endif
 
-/* A fresh ParamSet, tape and seeded rng for each test. */
-typedef struct Fixture {
-    ParamSet params;
-    Tape *tape;
-    Rng rng;
-} Fixture;
-
 static int setup(void **state) {
-    Fixture *f = calloc(1, sizeof *f);
-    f->tape = tape_create();
-    rng_seed(&f->rng, 1234);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state) {
-    Fixture *f = *state;
-    tape_free(f->tape);
-    params_free(&f->params);
-    free(f);
-    return 0;
+    return layer_fixture_setup(state, 1234);
 }
 
 /* VALUES(1, 2, 3) passes an array literal and its length: (const double[]){1, 2, 3}, 3. */
