@@ -17,10 +17,18 @@
 
 /* exp at the working precision (expf in float32 is several times faster than exp). */
 #ifdef CPOOL_DOUBLE
-#define real_exp exp
+#define real_exp       exp
+#define EXP_ZERO_BELOW (-746.0) /* exp(d) rounds to exactly 0 for every d below this */
 #else
-#define real_exp expf
+#define real_exp       expf
+#define EXP_ZERO_BELOW (-104.0f) /* expf(d) rounds to exactly 0 below this */
 #endif
+
+/* e^d for d <= 0, with the exact 0 of far-negative d returned at once: attention's masked
+ * scores (-1e30) would otherwise take libm's slow underflow path, once per masked entry. */
+static inline real exp_nonpositive(real d) {
+    return d < EXP_ZERO_BELOW ? 0 : real_exp(d);
+}
 
 /* Below this many elements a single thread is faster than waking the others. */
 enum { PARALLEL_MIN_ELEMENTS = 1 << 15 };
@@ -54,7 +62,7 @@ static LogSumExp row_log_sum_exp(const real *x, long D) {
     if (D == 0) return (LogSumExp){-INFINITY, -INFINITY}; /* log of an empty sum */
     real m = row_max(x, D);
     double total = 0;
-    for (long j = 0; j < D; j++) total += real_exp(x[j] - m);
+    for (long j = 0; j < D; j++) total += exp_nonpositive(x[j] - m);
     /* total >= 1 (the maximum contributes e^0), or NaN; never the 0 cppcheck fears. */
     // cppcheck-suppress invalidFunctionArg
     return (LogSumExp){m, log(total)};
@@ -70,7 +78,7 @@ static void softmax_row(const real *x, real *y, long D) {
     real m = row_max(x, D);
     double total = 0;
     for (long j = 0; j < D; j++) {
-        y[j] = real_exp(x[j] - m);
+        y[j] = exp_nonpositive(x[j] - m);
         total += y[j];
     }
     real inverse = (real)(1.0 / total);

@@ -10,6 +10,7 @@
  * clamp passes the gradient for lo <= x <= hi inclusive, softplus is x itself above 20, and
  * pow with exponent 0 has gradient 0 everywhere. */
 #include <math.h>
+#include <string.h>
 
 #include "ops.h"
 #include "util.h"
@@ -273,11 +274,18 @@ Tensor *op_relu(Tape *tape, Tensor *x) {
  * Phi(x) = (1 + erf(x / sqrt 2)) / 2 = erfc(-x / sqrt 2) / 2: the same function, but erfc keeps
  * its relative accuracy in the far left tail where 1 + erf cancels to 0.
  * phi(x) = e^(-x^2 / 2) / sqrt(2 pi). At x = -1000 both terms are (-)0, at +1000 y = x. */
-static double normal_cdf(double x) {
-    return 0.5 * erfc(-x * M_SQRT1_2);
+#ifdef CPOOL_DOUBLE
+#define real_erfc erfc
+#define real_exp  exp
+#else /* float32: erfcf and expf are several times faster, and exact to float precision */
+#define real_erfc erfcf
+#define real_exp  expf
+#endif
+static real normal_cdf(real x) {
+    return (real)0.5 * real_erfc(-x * (real)M_SQRT1_2);
 }
-static double normal_pdf(double x) {
-    return exp(-0.5 * x * x) * (0.5 * M_2_SQRTPI * M_SQRT1_2);
+static real normal_pdf(real x) {
+    return real_exp((real)-0.5 * x * x) * (real)(0.5 * M_2_SQRTPI * M_SQRT1_2);
 }
 
 static void gelu_backward(Tape *tape, TapeRecord *record) {
@@ -285,15 +293,15 @@ static void gelu_backward(Tape *tape, TapeRecord *record) {
     if (!unpack(tape, record, &u)) return;
 #pragma omp parallel for schedule(static) if (u.n >= PARALLEL_MIN_ELEMENTS)
     for (long i = 0; i < u.n; i++) {
-        double x = u.x[i];
-        u.dx[i] += u.dy[i] * (real)(normal_cdf(x) + x * normal_pdf(x));
+        real x = u.x[i];
+        u.dx[i] += u.dy[i] * (normal_cdf(x) + x * normal_pdf(x));
     }
 }
 
 Tensor *op_gelu(Tape *tape, Tensor *x) {
     Tensor *y = like(tape, x);
 #pragma omp parallel for schedule(static) if (x->size >= PARALLEL_MIN_ELEMENTS)
-    for (long i = 0; i < x->size; i++) y->data[i] = (real)(x->data[i] * normal_cdf(x->data[i]));
+    for (long i = 0; i < x->size; i++) y->data[i] = x->data[i] * normal_cdf(x->data[i]);
     tape_record(tape, "gelu", gelu_backward, y, 1, &x);
     return y;
 }
@@ -323,6 +331,15 @@ static int mask_strides(const Tensor *x, const Tensor *mask, long *stride) {
     return 1;
 }
 
+/* Whether the mask is x's trailing dimensions exactly, repeated over the leading ones: then
+ * x's element i reads mask element i % mask->size. */
+static int tiles(const Tensor *x, const Tensor *mask, const long *stride) {
+    int skip = x->ndim - mask->ndim;
+    for (int d = 0; d < x->ndim; d++)
+        if ((d < skip) != (stride[d] == 0)) return 0;
+    return 1;
+}
+
 /* keep[i] = (mask == 0) at x's element i: an odometer over x's index moves the mask offset. */
 static unsigned char *expand_mask(Tape *tape, const Tensor *x, const Tensor *mask) {
     long stride[TENSOR_MAX_DIMS], index[TENSOR_MAX_DIMS] = {0}, offset = 0;
@@ -332,6 +349,12 @@ static unsigned char *expand_mask(Tape *tape, const Tensor *x, const Tensor *mas
                    TENSOR_SHAPE_STR(mask, mask_shape), TENSOR_SHAPE_STR(x, x_shape));
     }
     unsigned char *keep = tape_save(tape, (size_t)x->size);
+    if (mask->size > 0 && tiles(x, mask, stride)) { /* the usual (N, N) mask under (B, H, N, N) */
+        for (long j = 0; j < mask->size; j++) keep[j] = mask->data[j] == 0;
+        for (long base = mask->size; base < x->size; base += mask->size)
+            memcpy(keep + base, keep, (size_t)mask->size);
+        return keep;
+    }
     for (long i = 0; i < x->size; i++) {
         keep[i] = mask->data[offset] == 0;
         for (int d = x->ndim - 1; d >= 0; d--) { /* next index of x, row-major */
