@@ -39,8 +39,9 @@
  *
  * Because every value is stored exactly (floats bit for bit, doubles with 17 digits), a run
  * saved at step k, loaded and continued computes the same bits as a run never interrupted.
- * PyTorch reads the model part with model.load_state_dict(safetensors.torch.load_file(path),
- * strict=False) (the optim.* tensors are the extras).
+ * PyTorch reads it with load_checkpoint() of tools/torch/contextpool.py (a plain safetensors
+ * reader: it builds the model from the config and load_state_dicts the parameters, leaving the
+ * optim.* tensors aside); docs/training.md, section 9.
  *
  * Loading checks everything before it changes anything: the format, every tensor's presence and
  * shape, no unexpected tensors, every metadata key present and parsed in full. The first problem
