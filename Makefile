@@ -6,7 +6,8 @@
 #   make valgrind   the float64 suites under valgrind --leak-check=full
 #   make lint       clang-format check and cppcheck
 #   make bench      the performance table (matmul GFLOP/s against OpenBLAS)
-#   make run        the main job (README's first command)
+#   make run        the main job (README's first command): train, sample, figures
+#   make experiments  every run behind docs/results.md (tools/experiments.mk)
 #   make deps       install the Debian packages the project needs (or say how)
 #   make data       data/kjv.txt, the King James Bible as plain text (once)
 #
@@ -105,9 +106,21 @@ format:
 bench: deps
 	$(MAKE) -C bench BUILD=../$(BUILD)
 
-run: deps
+# The main job: train a small ContextPool char-LM on the KJV text (about 5 minutes on two cores),
+# print its held-out bpc and a sample, and draw its figures into runs/main/.
+MAIN_RUN  := runs/main
+MAIN_KEYS := model=charlm dim=64 heads=4 layers=2 seq_len=128 batch=16 steps=2000 warmup=100 \
+             lr=2e-3 min_lr=2e-4 eval_every=250 eval_batches=16 pool=contextpool seed=1
+MAIN_CKPT := $(MAIN_RUN)/checkpoint.safetensors
+run: deps data
 	@$(MAKE) --no-print-directory all
-	$(BUILD)/cpool gradcheck all
+	$(BUILD)/cpool train $(MAIN_KEYS) --out $(MAIN_RUN)
+	$(BUILD)/cpool sample --ckpt $(MAIN_CKPT) --prompt "And God said" --length 300
+	$(BUILD)/cpool plot support --ckpt $(MAIN_CKPT) --out $(MAIN_RUN)/support.png
+	$(BUILD)/cpool plot weights --ckpt $(MAIN_CKPT) --out $(MAIN_RUN)/weights.png
+	$(BUILD)/cpool plot hist --ckpt $(MAIN_CKPT) --out $(MAIN_RUN)/hist.png
+	$(BUILD)/cpool plot curves --csv $(MAIN_RUN)/loss.csv:ContextPool --out $(MAIN_RUN)/curves.png
+	@echo "figures: $(MAIN_RUN)/support.png weights.png hist.png curves.png"
 
 deps:
 	@tools/deps.sh
@@ -135,3 +148,7 @@ data/kjv.txt:
 	$(Q)sed -E 's/$(KJV_REFERENCE) //' $@.raw.tmp > $@.tmp && rm -f $@.raw.tmp && mv $@.tmp $@ \
 	    || { rm -f $@.raw.tmp $@.tmp; exit 1; }
 	@echo "  data/kjv.txt: $$(wc -c < $@) bytes, $$(wc -l < $@) verses"
+
+# Targets of their own rooms: notebooks (notebooks-c/notebooks.mk), the synthetic task
+# (tools/synthetic.mk), the experiments (tools/experiments.mk).
+-include notebooks-c/notebooks.mk tools/synthetic.mk tools/experiments.mk
