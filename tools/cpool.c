@@ -13,6 +13,11 @@ static const struct {
 } commands[] = {
     {"gradcheck", cmd_gradcheck, "check every op's backward against finite differences"},
     {"lab", cmd_lab, "run one layer on a .npy input; write its output, parameters and gradients"},
+    {"train", cmd_train, "train a model (charlm, vit, cnn); checkpoints, CSV log, --resume"},
+    {"eval", cmd_eval, "bits per character or accuracy of a checkpoint on a data split"},
+    {"sample", cmd_sample, "generate text from a char-LM checkpoint"},
+    {"plot", cmd_plot, "draw a figure with gnuplot: support sizes, weights, curves, cost"},
+    {"synth", cmd_synth, "the synthetic task whose right support sizes are known"},
 };
 enum { N_COMMANDS = sizeof commands / sizeof commands[0] };
 
