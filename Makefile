@@ -114,13 +114,9 @@ MAIN_KEYS := model=charlm dim=64 heads=4 layers=2 seq_len=128 batch=16 steps=200
 MAIN_CKPT := $(MAIN_RUN)/checkpoint.safetensors
 run: deps data
 	@$(MAKE) --no-print-directory all
-	$(BUILD)/cpool train $(MAIN_KEYS) --out $(MAIN_RUN)
+	$(BUILD)/cpool train $(MAIN_KEYS) --force --out $(MAIN_RUN)
 	$(BUILD)/cpool sample --ckpt $(MAIN_CKPT) --prompt "And God said" --length 300
-	$(BUILD)/cpool plot support --ckpt $(MAIN_CKPT) --out $(MAIN_RUN)/support.png
-	$(BUILD)/cpool plot weights --ckpt $(MAIN_CKPT) --out $(MAIN_RUN)/weights.png
-	$(BUILD)/cpool plot hist --ckpt $(MAIN_CKPT) --out $(MAIN_RUN)/hist.png
-	$(BUILD)/cpool plot curves --csv $(MAIN_RUN)/loss.csv:ContextPool --out $(MAIN_RUN)/curves.png
-	@echo "figures: $(MAIN_RUN)/support.png weights.png hist.png curves.png"
+	@echo "figures (drawn by cpool train): $(MAIN_RUN)/support.png weights.png hist.png curves.png"
 
 deps:
 	@tools/deps.sh

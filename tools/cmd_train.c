@@ -7,6 +7,7 @@
  *     checkpoint.safetensors   model, optimizer, step, RNG and config (checkpoint.h)
  *     loss.csv                 the loss curve (progress.h)
  *     result.txt               final numbers: valid and test metric, parameters, FLOPs, time
+ *     *.png                    the run's figures (tools/plots.h), unless --no-plots
  * all written atomically. --resume continues the run in DIR from its checkpoint; with the same
  * thread count it computes the same bits as a run never interrupted. Ctrl-C (or SIGTERM) stops
  * after the current step and saves a checkpoint.
@@ -24,6 +25,7 @@
 #include "checkpoint.h"
 #include "commands.h"
 #include "interrupt.h"
+#include "plots.h"
 #include "progress.h"
 #include "run.h"
 #include "util.h"
@@ -33,21 +35,23 @@ enum { EXIT_DATA = 1, EXIT_USAGE = 2, EXIT_INTERRUPTED = 130 };
 typedef struct TrainOptions {
     RunConfig run;
     char out_dir[RUN_PATH_MAX];
-    int resume, threads, quiet;
+    int resume, force, threads, quiet, no_plots;
 } TrainOptions;
 
 static void print_help(void) {
-    printf("usage: cpool train [KEY=VALUE ...] [--config FILE] [--out DIR] [--resume]\n"
-           "                   [--threads T] [--quiet]\n\n"
+    printf("usage: cpool train [KEY=VALUE ...] [--config FILE] [--out DIR] [--resume | --force]\n"
+           "                   [--threads T] [--quiet] [--no-plots]\n\n"
            "Train a model on its data set, evaluating on the validation split as it goes and on\n"
            "the test split at the end. KEY=VALUE pairs (and --config FILE, one per line) set the\n"
            "keys below; model= comes first, as it picks the other defaults.\n\n"
            "  --out DIR      the run directory (default runs/MODEL): config.txt,\n"
            "                 checkpoint.safetensors, loss.csv, result.txt\n"
            "  --resume       continue the run in DIR from its checkpoint (keys come from it)\n"
+           "  --force        start afresh even if DIR holds a run (its files are replaced)\n"
            "  --threads T    OpenMP threads (default: every core). The same seed and T give\n"
            "                 the same bits; a resumed run must use the T it started with\n"
-           "  --quiet        no progress line (evaluations are still printed)\n\n"
+           "  --quiet        no progress line (evaluations are still printed)\n"
+           "  --no-plots     do not draw the run's figures at the end (gnuplot)\n\n"
            "keys (model: which models read it):\n");
     int count;
     const RunKeyHelp *keys = run_config_keys(&count);
@@ -109,6 +113,10 @@ static int parse_args(int argc, char **argv, TrainOptions *o) {
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return print_help(), 1;
         if (!strcmp(a, "--resume"))
             o->resume = 1;
+        else if (!strcmp(a, "--force"))
+            o->force = 1;
+        else if (!strcmp(a, "--no-plots"))
+            o->no_plots = 1;
         else if (!strcmp(a, "--quiet"))
             o->quiet = 1;
         else if ((!strcmp(a, "--out") || !strcmp(a, "--config") || !strcmp(a, "--threads")) &&
@@ -143,6 +151,11 @@ static int parse_args(int argc, char **argv, TrainOptions *o) {
     if (o->resume && (n_keys || config_path)) {
         fprintf(stderr, "cpool train: --resume takes every key from the checkpoint; give no "
                         "KEY=VALUE or --config\n");
+        return -1;
+    }
+    if (o->resume && o->force) {
+        fprintf(stderr,
+                "cpool train: --resume continues a run and --force replaces it: give one\n");
         return -1;
     }
     if (o->resume && !o->out_dir[0]) {
@@ -306,8 +319,7 @@ static void evaluate_valid(Trainer *t, long step, double lr, double session_star
 static int train_loop(Trainer *t, double session_start) {
     const TrainConfig *c = &t->run.train;
     /* A warm-up longer than the run (a quick test with few steps) is cut to the run. */
-    LrSchedule schedule = {c->lr, c->min_lr, c->warmup < c->steps ? c->warmup : c->steps,
-                           c->steps};
+    LrSchedule schedule = {c->lr, c->min_lr, c->warmup < c->steps ? c->warmup : c->steps, c->steps};
     RunBatch batch;
     run_batch_init(&batch, &t->data, c->batch, t->run.model.seq_len);
     long log_every = c->steps >= 200 ? c->steps / 200 : 1;
@@ -392,7 +404,13 @@ static int finish(Trainer *t, double session_start) {
     printf("valid %s %.4f  test %s %.4f  (loss %.4f / %.4f nats; %ld parameters; %s)\n", metric,
            valid.metric, metric, test.metric, valid.loss, test.loss,
            params_count_elements(&t->model.params), t->options->out_dir);
-    return write_result(t, valid, test, seconds);
+    if (write_result(t, valid, test, seconds) != 0) return -1;
+    /* The run's figures are a convenience: a missing gnuplot is a warning, not a failed run. */
+    char why[1024];
+    if (!t->options->no_plots &&
+        plot_run_figures(t->options->out_dir, t->ckpt_path, why, sizeof why) != 0)
+        fprintf(stderr, "cpool train: warning: figures not drawn: %s\n", why);
+    return 0;
 }
 
 static void trainer_free(Trainer *t) {
@@ -404,6 +422,14 @@ static void trainer_free(Trainer *t) {
     free(t->state.config);
 }
 
+/* Whether dir has a checkpoint: a fresh run there would replace it. */
+static int holds_run(const char *dir) {
+    char path[RUN_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/checkpoint.safetensors", dir);
+    struct stat info;
+    return stat(path, &info) == 0;
+}
+
 int cmd_train(int argc, char **argv) {
     static TrainOptions options; /* large: RunConfig holds paths */
     memset(&options, 0, sizeof options);
@@ -413,6 +439,13 @@ int cmd_train(int argc, char **argv) {
     if (!options.out_dir[0])
         snprintf(options.out_dir, sizeof options.out_dir, "runs/%s",
                  model_kind_name(options.run.model.kind));
+    if (!options.resume && !options.force && holds_run(options.out_dir)) {
+        fprintf(stderr,
+                "cpool train: %s already holds a run (checkpoint.safetensors); continue it with "
+                "--resume, replace it with --force, or choose another --out\n",
+                options.out_dir);
+        return EXIT_USAGE;
+    }
     static Trainer t;
     memset(&t, 0, sizeof t);
     t.options = &options;
