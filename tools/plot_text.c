@@ -145,8 +145,9 @@ static void write_heatmap(PlotJob *job, const PlotModel *m, const PlotPassage *p
     char caption[400], subtitle[700];
     plot_model_caption(m, caption, sizeof caption);
     snprintf(subtitle, sizeof subtitle, "%s; %s", caption, passage->source);
-    plot_canvas(job, 260 + 13 * n, 250 + 70 * layers, 2 * n + 40 > 90 ? 2 * n + 40 : 90,
-                10 + 4 * layers);
+    /* at least 1100 pixels wide, so that a short passage still fits the subtitle */
+    plot_canvas(job, 260 + 13 * n > 1100 ? 260 + 13 * n : 1100, 250 + 70 * layers,
+                2 * n + 40 > 90 ? 2 * n + 40 : 90, 10 + 4 * layers);
     plot_palette(job, map->palette);
     plot_title(job, "set title", map->title, subtitle);
     plot_char_tics(job, "x", passage);
