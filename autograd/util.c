@@ -25,6 +25,10 @@ ErrorHandler cpool_set_error_handler(ErrorHandler handler, void *user) {
     return previous;
 }
 
+void *cpool_error_handler_user(void) {
+    return error_user;
+}
+
 const char *cpool_last_error(void) {
     return last_error;
 }

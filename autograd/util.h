@@ -19,8 +19,14 @@
 
 typedef void (*ErrorHandler)(const char *message, void *user);
 
-/* Install a handler (NULL restores the default print-and-exit). Returns the previous one. */
+/* Install a handler (NULL restores the default print-and-exit). Returns the previous one; its
+ * user pointer is cpool_error_handler_user(), to read before and restore with it:
+ *     void *previous_user = cpool_error_handler_user();
+ *     ErrorHandler previous = cpool_set_error_handler(mine, &mine_state);
+ *     ...
+ *     cpool_set_error_handler(previous, previous_user);                                      */
 ErrorHandler cpool_set_error_handler(ErrorHandler handler, void *user);
+void *cpool_error_handler_user(void);
 /* Report a fatal error: format it, call the handler; if the handler returns, exit(1). */
 _Noreturn void cpool_fail(const char *format, ...) __attribute__((format(printf, 1, 2)));
 /* The text of the most recent cpool_fail() (empty if none). */

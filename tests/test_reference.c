@@ -618,6 +618,7 @@ static int run_case(const Case *c, void (*check)(Run *, OpRunner, Stats *), OpRu
     Run *r = xcalloc(1, sizeof *r); /* on the heap: its contents survive the longjmp */
     r->c = c;
     r->tape = tape_create();
+    void *previous_user = cpool_error_handler_user();
     ErrorHandler previous = cpool_set_error_handler(case_failed, &case_escape);
     if (setjmp(case_escape) == 0) {
         check(r, run, stats);
@@ -625,7 +626,7 @@ static int run_case(const Case *c, void (*check)(Run *, OpRunner, Stats *), OpRu
         print_error("%s/%s: failed: %s\n", c->op, c->name, cpool_last_error());
         r->failures++;
     }
-    cpool_set_error_handler(previous, NULL);
+    cpool_set_error_handler(previous, previous_user);
     int failures = r->failures;
     free_run(r);
     free(r);

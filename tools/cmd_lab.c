@@ -398,6 +398,7 @@ int lab_run(int argc, char **argv, FILE *report, char *err, size_t err_len) {
         return status;
     }
     run->fail_status = EXIT_DATA;
+    void *previous_user = cpool_error_handler_user();
     ErrorHandler previous = cpool_set_error_handler(catch_failure, run);
     if (setjmp(run->escape) == 0) {
         status = lab_steps(run);
@@ -405,7 +406,7 @@ int lab_run(int argc, char **argv, FILE *report, char *err, size_t err_len) {
         status = run->fail_status;
         snprintf(err, err_len, "%s", cpool_last_error());
     }
-    cpool_set_error_handler(previous, NULL);
+    cpool_set_error_handler(previous, previous_user);
     lab_free(run);
     return status;
 }

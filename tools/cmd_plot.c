@@ -402,6 +402,7 @@ static int plot_steps(PlotJob *job) {
 static int plot_job_run(PlotJob *job) {
     int status;
     job->fail_status = PLOT_EXIT_DATA;
+    void *previous_user = cpool_error_handler_user();
     ErrorHandler previous = cpool_set_error_handler(catch_failure, job);
     if (setjmp(job->escape) == 0) {
         status = plot_steps(job);
@@ -409,7 +410,7 @@ static int plot_job_run(PlotJob *job) {
         status = job->fail_status;
         snprintf(job->err, job->err_len, "%s", cpool_last_error());
     }
-    cpool_set_error_handler(previous, NULL);
+    cpool_set_error_handler(previous, previous_user);
     plot_job_free(job);
     return status;
 }

@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <math.h>
 #include <omp.h>
+#include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -208,6 +209,7 @@ typedef struct Trainer {
     CsvLog log;
     Progress progress;
     char ckpt_path[RUN_PATH_MAX + 32];
+    long saved_step; /* the step of the checkpoint on disk, -1 if none */
     char err[4096];
 } Trainer;
 
@@ -240,7 +242,20 @@ static int write_text(const char *dir, const char *name, const char *text, char 
 static int save_checkpoint(Trainer *t, double session_start) {
     TrainState state = t->state;
     state.elapsed_seconds += wall_seconds() - session_start;
-    return checkpoint_save(t->ckpt_path, &t->model.params, &t->opt, &state, t->err, sizeof t->err);
+    if (checkpoint_save(t->ckpt_path, &t->model.params, &t->opt, &state, t->err, sizeof t->err) !=
+        0)
+        return -1;
+    t->saved_step = state.step;
+    return 0;
+}
+
+/* How a failed run ends its message: which checkpoint a --resume would start from. */
+static const char *stop_note(const Trainer *t, char *out, size_t out_len) {
+    if (t->saved_step < 0)
+        snprintf(out, out_len, "stopped (no checkpoint was written yet)");
+    else
+        snprintf(out, out_len, "stopped (the checkpoint of step %ld is kept)", t->saved_step);
+    return out;
 }
 
 /* The model, optimizer and state: fresh from the seed, or from DIR's checkpoint. */
@@ -265,6 +280,7 @@ static int setup(Trainer *t) {
     if (o->resume && checkpoint_load(t->ckpt_path, &t->model.params, &t->opt, &t->state, t->err,
                                      sizeof t->err) != 0)
         return -1;
+    t->saved_step = o->resume ? t->state.step : -1;
     if (!o->resume) t->state.config = run_config_format(&t->run);
     char csv[RUN_PATH_MAX + 32];
     snprintf(csv, sizeof csv, "%s/loss.csv", o->out_dir);
@@ -294,6 +310,58 @@ static double train_step(Trainer *t, RunBatch *batch, double lr) {
     params_zero_grad(&t->model.params);
     tape_reset(tape);
     return value;
+}
+
+/* A step whose forward fails inside an op (a diverged model: NaN support sizes reach the
+ * pool's checks) is reported as the step that diverged, not as a crash of the program. */
+static jmp_buf step_escape;
+static void step_failed(const char *message, void *user) {
+    (void)message;
+    (void)user;
+    longjmp(step_escape, 1);
+}
+
+/* train_step with cpool_fail() caught: 0 and *loss, or -1 with err set. */
+static int guarded_step(Trainer *t, RunBatch *batch, double lr, double *loss) {
+    void *previous_user = cpool_error_handler_user();
+    ErrorHandler previous = cpool_set_error_handler(step_failed, NULL);
+    volatile int failed = 0;
+    if (setjmp(step_escape) == 0)
+        *loss = train_step(t, batch, lr);
+    else
+        failed = 1;
+    cpool_set_error_handler(previous, previous_user);
+    if (!failed) return 0;
+    char note[96];
+    snprintf(t->err, sizeof t->err, "training diverged at step %ld: %s; %s", t->state.step + 1,
+             cpool_last_error(), stop_note(t, note, sizeof note));
+    return -1;
+}
+
+/* A non-finite loss, or an update that left a parameter non-finite (the next forward would
+ * fail inside an op with a less helpful message): err says which, and the run stops. */
+static int diverged(Trainer *t, double loss) {
+    long step = t->state.step + 1;
+    char note[96];
+    if (!isfinite(loss)) {
+        snprintf(t->err, sizeof t->err, "training loss is %g at step %ld; %s", loss, step,
+                 stop_note(t, note, sizeof note));
+        return 1;
+    }
+    const ParamSet *params = &t->model.params;
+    for (int p = 0; p < params->count; p++) {
+        const Tensor *w = params->items[p].tensor;
+        for (long i = 0; i < w->size; i++)
+            if (!isfinite(w->data[i])) {
+                snprintf(t->err, sizeof t->err,
+                         "training diverged at step %ld: parameter '%s' is %g after the update "
+                         "(lr too large?); %s",
+                         step, params->items[p].name, (double)w->data[i],
+                         stop_note(t, note, sizeof note));
+                return 1;
+            }
+    }
+    return 0;
 }
 
 static void evaluate_valid(Trainer *t, long step, double lr, double session_start) {
@@ -330,11 +398,8 @@ static int train_loop(Trainer *t, double session_start) {
                   (int)(c->steps >= 20 ? c->steps / 20 : 1));
     while (t->state.step < c->steps) {
         double lr = lr_schedule_at(&schedule, t->state.step);
-        double loss = train_step(t, &batch, lr);
-        if (!isfinite(loss)) {
-            snprintf(t->err, sizeof t->err,
-                     "training loss is %g at step %ld; stopped (the last checkpoint is kept)", loss,
-                     t->state.step + 1);
+        double loss;
+        if (guarded_step(t, &batch, lr, &loss) != 0 || diverged(t, loss)) {
             status = -1;
             break;
         }

@@ -115,10 +115,14 @@ int model_check_config(const ModelConfig *config, char *err, size_t err_len) {
     Rng copy;
     rng_seed(&copy, 1);
     jmp_buf escape;
+    void *previous_user = cpool_error_handler_user();
     ErrorHandler previous = cpool_set_error_handler(catch_failure, &escape);
-    int failed = setjmp(escape);
-    if (!failed) build(&scratch, config, &copy);
-    cpool_set_error_handler(previous, NULL);
+    volatile int failed = 0;
+    if (setjmp(escape) == 0)
+        build(&scratch, config, &copy);
+    else
+        failed = 1;
+    cpool_set_error_handler(previous, previous_user);
     params_free(&scratch.params);
     if (failed) return check_error(err, err_len, "%s", cpool_last_error());
     return 0;

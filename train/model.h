@@ -85,12 +85,12 @@ int model_check_config(const ModelConfig *config, char *err, size_t err_len);
 typedef struct Model {
     ModelConfig config;
     ParamSet params;
-    Embedding tok, pos;             /* charlm: tok, pos; vit: pos */
-    Conv patch;                     /* vit */
-    Block blocks[MODEL_MAX_LAYERS]; /* charlm, vit */
-    LayerNorm ln_f;                 /* charlm, vit */
-    Linear head;                    /* vit, cnn; charlm when tie = 0 */
-    Conv conv[3];                   /* cnn */
+    Embedding tok, pos;                 /* charlm: tok, pos; vit: pos */
+    Conv patch;                         /* vit */
+    Block blocks[MODEL_MAX_LAYERS];     /* charlm, vit */
+    LayerNorm ln_f;                     /* charlm, vit */
+    Linear head;                        /* vit, cnn; charlm when tie = 0 */
+    Conv conv[3];                       /* cnn */
     ContextPool pools[MODEL_CNN_POOLS]; /* cnn with pool = contextpool */
 } Model;
 

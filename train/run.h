@@ -36,8 +36,7 @@ typedef struct RunBatch {
 } RunBatch;
 
 /* Load run->train.data (or path, when not NULL) for run->model.kind. 0, or -1 with err. */
-int run_data_load(RunData *data, const RunConfig *run, const char *path, char *err,
-                  size_t err_len);
+int run_data_load(RunData *data, const RunConfig *run, const char *path, char *err, size_t err_len);
 void run_data_free(RunData *data);
 
 void run_batch_init(RunBatch *batch, const RunData *data, int capacity, int seq_len);
@@ -57,14 +56,13 @@ typedef struct EvalResult {
 } EvalResult;
 
 /* The split in sequential batches of batch_size; max_batches > 0 stops after that many. */
-EvalResult run_evaluate(const Model *model, const RunData *data, DataSplit split,
-                        int batch_size, int max_batches, Tape *tape);
+EvalResult run_evaluate(const Model *model, const RunData *data, DataSplit split, int batch_size,
+                        int max_batches, Tape *tape);
 /* "bpc" or "accuracy". */
 const char *run_metric_name(ModelKind kind);
 
 /* Read the config stored in a checkpoint, build its model and load its parameters (not the
  * optimizer). 0, or -1 with one line in err and nothing allocated. */
-int run_load_checkpoint(const char *path, RunConfig *run, Model *model, char *err,
-                        size_t err_len);
+int run_load_checkpoint(const char *path, RunConfig *run, Model *model, char *err, size_t err_len);
 
 #endif
