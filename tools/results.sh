@@ -42,7 +42,8 @@ seeds() {
         if (n == 0) { printf "| %s | not run | | |\n", label; exit }
         mean = sum / n; ss = 0; for (i = 1; i <= n; i++) ss += ($i - mean) ^ 2
         list = ""; for (i = 1; i <= n; i++) list = list sprintf("%s%.4f", i > 1 ? ", " : "", $i)
-        printf "| %s | %s | %.4f | %.4f |\n", label, list, mean, n > 1 ? sqrt(ss / (n - 1)) : 0
+        sd = n > 1 ? sqrt(ss / (n - 1)) : 0 # (a bare ">" among the printf arguments would redirect)
+        printf "| %s | %s | %.4f | %.4f |\n", label, list, mean, sd
     }'
 }
 
