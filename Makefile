@@ -109,8 +109,8 @@ bench: deps
 # The main job: train a small ContextPool char-LM on the KJV text (about 5 minutes on two cores),
 # print its held-out bpc and a sample, and draw its figures into runs/main/.
 MAIN_RUN  := runs/main
-MAIN_KEYS := model=charlm dim=64 heads=4 layers=2 seq_len=128 batch=16 steps=2000 warmup=100 \
-             lr=2e-3 min_lr=2e-4 eval_every=250 eval_batches=16 pool=contextpool seed=1
+MAIN_KEYS := model=charlm dim=64 heads=4 layers=2 seq_len=128 batch=16 steps=4000 warmup=100 \
+             lr=2e-3 min_lr=2e-4 eval_every=500 eval_batches=16 pool=contextpool seed=1
 MAIN_CKPT := $(MAIN_RUN)/checkpoint.safetensors
 run: deps data
 	@$(MAKE) --no-print-directory all
