@@ -3,6 +3,7 @@
  *
  * The command's core, lab_run(), is compiled into this test from tools/ (the tools are not part
  * of the library), and runs in a fresh mkdtemp() directory. */
+#include "test_temp_dir.h"
 #include "test_util.h"
 
 #include <dirent.h>
@@ -21,43 +22,14 @@ int exec_double_build(int argc, char **argv) {
     return 99;
 }
 
-static char temp_dir[64];
-
-static void remove_tree(const char *path) {
-    DIR *dir = opendir(path);
-    if (!dir) {
-        unlink(path);
-        return;
-    }
-    char child[512];
-    for (struct dirent *d; (d = readdir(dir));) {
-        if (strcmp(d->d_name, ".") == 0 || strcmp(d->d_name, "..") == 0) continue;
-        snprintf(child, sizeof child, "%s/%s", path, d->d_name);
-        remove_tree(child);
-    }
-    closedir(dir);
-    rmdir(path);
-}
-
 static int make_temp_dir(void **state) {
     (void)state;
-    strcpy(temp_dir, "/tmp/cpool-lab-XXXXXX");
-    return mkdtemp(temp_dir) ? 0 : -1;
+    return temp_dir_create("lab");
 }
 
 static int remove_temp_dir(void **state) {
     (void)state;
-    remove_tree(temp_dir);
-    return 0;
-}
-
-/* A path in the temp directory; four rotating buffers so a call can use several. */
-static const char *temp_path(const char *name) {
-    static char paths[4][512];
-    static int next;
-    char *path = paths[next++ % 4];
-    snprintf(path, 512, "%s/%s", temp_dir, name);
-    return path;
+    return temp_dir_remove();
 }
 
 static int exists(const char *dir, const char *name) {

@@ -5,6 +5,7 @@
  * The command's core (plot_run) and gnuplot.c are compiled into this test from tools/. Each
  * test works in the suite's temporary directory; the checkpoints are tiny models written here
  * (initialised, not trained: the figures must show whatever the model computes). */
+#include "test_temp_dir.h"
 #include "test_util.h"
 
 #include <dirent.h>
@@ -28,43 +29,14 @@
 #include "checkpoint.h"
 #include "ops.h"
 
-static char temp_dir[64];
-
-static void remove_tree(const char *path) {
-    DIR *dir = opendir(path);
-    if (!dir) {
-        unlink(path);
-        return;
-    }
-    char child[512];
-    for (struct dirent *d; (d = readdir(dir));) {
-        if (strcmp(d->d_name, ".") == 0 || strcmp(d->d_name, "..") == 0) continue;
-        snprintf(child, sizeof child, "%s/%s", path, d->d_name);
-        remove_tree(child);
-    }
-    closedir(dir);
-    rmdir(path);
-}
-
 static int make_temp_dir(void **state) {
     (void)state;
-    strcpy(temp_dir, "/tmp/cpool-plot-test-XXXXXX");
-    return mkdtemp(temp_dir) ? 0 : -1;
+    return temp_dir_create("plot-test");
 }
 
 static int remove_temp_dir(void **state) {
     (void)state;
-    remove_tree(temp_dir);
-    return 0;
-}
-
-/* A path in the temp directory; eight rotating buffers so a call can use several. */
-static const char *temp_path(const char *name) {
-    static char paths[8][512];
-    static int next;
-    char *path = paths[next++ % 8];
-    snprintf(path, 512, "%s/%s", temp_dir, name);
-    return path;
+    return temp_dir_remove();
 }
 
 static int exists(const char *path) {

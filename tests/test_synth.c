@@ -4,6 +4,7 @@
  * every bad config and command line.
  *
  * The tools are not part of the library, so their sources are compiled into this test. */
+#include "test_temp_dir.h"
 #include "test_util.h"
 
 #include <dirent.h>
@@ -334,24 +335,6 @@ static void the_same_seed_gives_the_same_run(void **state) {
 /* ------------------------------------------------------------------------------------------ */
 /* The figure                                                                                 */
 
-static char temp_dir[64];
-
-static void remove_tree(const char *path) {
-    DIR *dir = opendir(path);
-    if (!dir) {
-        unlink(path);
-        return;
-    }
-    char child[512];
-    for (struct dirent *d; (d = readdir(dir));) {
-        if (strcmp(d->d_name, ".") == 0 || strcmp(d->d_name, "..") == 0) continue;
-        snprintf(child, sizeof child, "%s/%s", path, d->d_name);
-        remove_tree(child);
-    }
-    closedir(dir);
-    rmdir(path);
-}
-
 static void read_text(const char *path, char *text, size_t text_len) {
     FILE *f = fopen(path, "rb");
     if (!f) fail_msg("%s: cannot read", path);
@@ -362,8 +345,7 @@ static void read_text(const char *path, char *text, size_t text_len) {
 
 static void figure_is_a_png_titled_with_the_correlation(void **state) {
     (void)state;
-    strcpy(temp_dir, "/tmp/cpool-synth-XXXXXX");
-    assert_non_null(mkdtemp(temp_dir));
+    assert_int_equal(temp_dir_create("synth"), 0);
     char png[128], script[128], err[512];
     snprintf(png, sizeof png, "%s/synthetic.png", temp_dir);
     snprintf(script, sizeof script, "%s/synthetic.gp", temp_dir);
@@ -379,7 +361,7 @@ static void figure_is_a_png_titled_with_the_correlation(void **state) {
     assert_non_null(strstr(text, title));
     assert_non_null(strstr(text, "true window width W (tokens)"));
     assert_non_null(strstr(text, "learned support size s (tokens)"));
-    remove_tree(temp_dir);
+    temp_dir_remove();
 }
 
 /* ------------------------------------------------------------------------------------------ */
