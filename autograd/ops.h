@@ -55,6 +55,14 @@ Tensor *op_dropout(Tape *tape, Tensor *x, real p, Rng *rng);
  * Result (..., M, N). */
 Tensor *op_matmul(Tape *tape, Tensor *a, Tensor *b, int trans_a, int trans_b);
 
+/* --- Attention, fused (ops_attention.c) -------------------------------------------------- */
+/* q, k, v (B, H, N, dh) -> o (B, H, N, dh): o = softmax(q k^T / sqrt(dh) + mask) v, with the
+ * causal and/or local-window mask (window 0: none; else key j is seen by query i only when
+ * |i - j| <= window). Masked probabilities are exactly 0. probs, if not NULL, receives P
+ * (B, H, N, N), an arena tensor of values: gradients reach q, k and v, never through P. */
+Tensor *op_attention(Tape *tape, Tensor *q, Tensor *k, Tensor *v, int causal, int window,
+                     Tensor **probs);
+
 /* --- Reductions (ops_reduce.c) ----------------------------------------------------------- */
 /* Over one axis (negative counts from the end); keepdim keeps it as size 1. Over all: 0-d. */
 Tensor *op_sum(Tape *tape, Tensor *x, int axis, int keepdim);

@@ -11,6 +11,11 @@
  *   y         (B, N, dim)      proj(o)
  * Scaling q (N dh values) instead of the scores (N^2) is the same product, as PyTorch's
  * scaled_dot_product does it. Backward comes from the tape, op by op.
+ *
+ * That chain is the composed path, kept for the adaptive span (whose soft mask multiplies P
+ * and renormalises it) and for reach.composed = 1. Otherwise scores, probs and o are one
+ * fused op, op_attention (autograd/ops_attention.c): the same numbers, but only P is stored
+ * for backward, and a causal or windowed layer skips the keys it hides.
  */
 #include "attention.h"
 
@@ -37,6 +42,8 @@ AttentionReach attention_resolve_reach(AttentionReach reach) {
         cpool_fail("attention: window=%d must be >= 0 (0 means full attention)", reach.window);
     if (reach.span != 0 && reach.span != 1)
         cpool_fail("attention: span=%d must be 0 or 1 (adaptive)", reach.span);
+    if (reach.composed != 0 && reach.composed != 1)
+        cpool_fail("attention: composed=%d must be 0 or 1 (the chain of ops)", reach.composed);
     if (reach.span_max < 0)
         cpool_fail("attention: span_max=%d must be >= 0 (0 means %d)", reach.span_max,
                    SPAN_MAX_DEFAULT);
@@ -167,13 +174,11 @@ static Tensor *apply_span(Tape *tape, const Attention *layer, Tensor *p) {
     return op_div(tape, masked, total);
 }
 
-Tensor *attention_forward(Tape *tape, const Attention *layer, Tensor *x_q, Tensor *x_kv,
-                          Tensor **probs) {
-    check_inputs(layer, x_q, x_kv);
-    int heads = layer->config.heads, N = x_q->shape[1];
+/* The composed path: softmax((q / sqrt(dh)) k^T + mask) v op by op, then the span if any.
+ * q, k, v (B, N, dim) -> o (B, H, N, dh). */
+static Tensor *attend_composed(Tape *tape, const Attention *layer, Tensor *qkv[3], Tensor **probs) {
+    int heads = layer->config.heads, N = qkv[0]->shape[1];
     double dh = (double)(layer->config.dim / heads);
-    Tensor *qkv[3];
-    project_qkv(tape, layer, x_q, x_kv, qkv); /* 3 x (B, N, dim) */
     Tensor *q_scaled = op_scale(tape, qkv[0], (real)(1 / sqrt(dh)));
     Tensor *q = split_heads(tape, q_scaled, heads); /* (B, H, N, dh) */
     Tensor *k = split_heads(tape, qkv[1], heads);   /* (B, H, N, dh) */
@@ -184,8 +189,24 @@ Tensor *attention_forward(Tape *tape, const Attention *layer, Tensor *x_q, Tenso
     Tensor *p = op_softmax(tape, scores); /* (B, H, N, N), rows sum to 1 */
     if (layer->reach.span) p = apply_span(tape, layer, p);
     if (probs) *probs = p;
-    Tensor *o = merge_heads(tape, op_matmul(tape, p, v, 0, 0)); /* (B, N, dim) */
-    return linear_forward(tape, &layer->proj, o);               /* (B, N, dim) */
+    return op_matmul(tape, p, v, 0, 0); /* (B, H, N, dh) */
+}
+
+Tensor *attention_forward(Tape *tape, const Attention *layer, Tensor *x_q, Tensor *x_kv,
+                          Tensor **probs) {
+    check_inputs(layer, x_q, x_kv);
+    int heads = layer->config.heads;
+    Tensor *qkv[3];
+    project_qkv(tape, layer, x_q, x_kv, qkv); /* 3 x (B, N, dim) */
+    Tensor *o;                                /* (B, H, N, dh) */
+    if (layer->reach.composed || layer->reach.span) {
+        o = attend_composed(tape, layer, qkv, probs);
+    } else { /* one fused op: only P (B, H, N, N) is kept for backward */
+        Tensor *q = split_heads(tape, qkv[0], heads), *k = split_heads(tape, qkv[1], heads);
+        Tensor *v = split_heads(tape, qkv[2], heads);
+        o = op_attention(tape, q, k, v, layer->config.causal, layer->reach.window, probs);
+    }
+    return linear_forward(tape, &layer->proj, merge_heads(tape, o)); /* (B, N, dim) */
 }
 
 Tensor *attention_span_loss(Tape *tape, const Attention *layer) {

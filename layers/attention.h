@@ -54,6 +54,8 @@ typedef struct AttentionReach {
     int span_max;     /* L, in tokens; 0 means 256 */
     int span_ramp;    /* R, in tokens; 0 means 32 */
     double span_coef; /* the span loss's coefficient; 0 means 2e-6 */
+    int composed;     /* 1: the chain of ops (matmul, softmax, matmul) instead of the fused
+                         op_attention: the same numbers. The span always takes it. */
 } AttentionReach;
 
 typedef struct Attention {
@@ -76,7 +78,8 @@ AttentionReach attention_resolve_reach(AttentionReach reach);
  * serve both: rows [0, dim) of qkv.weight act on x_q, rows [dim, 3 dim) on x_kv; when
  * x_q == x_kv the projection is one matrix product. If probs is not NULL it receives the
  * attention probabilities (B, heads, N, N), after any window or span mask (an arena tensor,
- * valid until reset). */
+ * valid until reset). Without a span they come from the fused op_attention and are values
+ * only: no gradient flows back through them (reach.composed = 1 makes them a tape node). */
 Tensor *attention_forward(Tape *tape, const Attention *layer, Tensor *x_q, Tensor *x_kv,
                           Tensor **probs);
 

@@ -6,15 +6,16 @@
 #include "gradcheck.h"
 
 extern const OpCheck check_table_binary[], check_table_unary[], check_table_matmul[],
-    check_table_reduce[], check_table_nn[], check_table_shape[], check_table_conv[],
-    check_table_layers[], check_table_contextpool_op[], check_table_contextpool[],
-    check_table_block_pool[], check_table_model[];
+    check_table_attention[], check_table_reduce[], check_table_nn[], check_table_shape[],
+    check_table_conv[], check_table_layers[], check_table_contextpool_op[],
+    check_table_contextpool[], check_table_block_pool[], check_table_model[];
 
 static const OpCheck *const tables[] = {
-    check_table_binary,      check_table_unary,      check_table_matmul,
-    check_table_reduce,      check_table_nn,         check_table_shape,
-    check_table_conv,        check_table_layers,     check_table_contextpool_op,
-    check_table_contextpool, check_table_block_pool, check_table_model,
+    check_table_binary,         check_table_unary,       check_table_matmul,
+    check_table_attention,      check_table_reduce,      check_table_nn,
+    check_table_shape,          check_table_conv,        check_table_layers,
+    check_table_contextpool_op, check_table_contextpool, check_table_block_pool,
+    check_table_model,
 };
 enum { N_TABLES = sizeof tables / sizeof tables[0] };
 
