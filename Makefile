@@ -13,6 +13,10 @@
 #
 # BUILD=dir puts every artefact in another directory; CC=clang works too.
 
+# Waiting OpenMP threads sleep instead of spinning: on a machine whose cores are busy with other
+# work, spinning threads made a 2-thread training step 5-10x slower (docs/models.md, Threads).
+export OMP_WAIT_POLICY ?= passive
+
 CC      ?= cc
 BUILD   ?= build
 OPT     ?= -O3 -march=native

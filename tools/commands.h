@@ -10,6 +10,7 @@ int cmd_eval(int argc, char **argv);   /* cmd_eval.c */
 int cmd_sample(int argc, char **argv); /* cmd_sample.c */
 int cmd_plot(int argc, char **argv);   /* cmd_plot.c */
 int cmd_synth(int argc, char **argv);  /* cmd_synth.c */
+int cmd_bench(int argc, char **argv);  /* cmd_bench.c */
 
 /* Re-run this command in the float64 build (build/cpool64 beside this program). Returns only if
  * that fails. Used by commands that only make sense in double. */

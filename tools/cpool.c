@@ -18,6 +18,7 @@ static const struct {
     {"sample", cmd_sample, "generate text from a char-LM checkpoint"},
     {"plot", cmd_plot, "draw a figure with gnuplot: support sizes, weights, curves, cost"},
     {"synth", cmd_synth, "the synthetic task whose right support sizes are known"},
+    {"bench", cmd_bench, "time matmul, training steps and the pooling ops; GFLOP/s, peak RSS"},
 };
 enum { N_COMMANDS = sizeof commands / sizeof commands[0] };
 
