@@ -150,5 +150,5 @@ data/kjv.txt:
 	@echo "  data/kjv.txt: $$(wc -c < $@) bytes, $$(wc -l < $@) verses"
 
 # Targets of their own rooms: notebooks (notebooks-c/notebooks.mk), the synthetic task
-# (tools/synthetic.mk), the experiments (tools/experiments.mk).
--include notebooks-c/notebooks.mk tools/synthetic.mk tools/experiments.mk
+# (tools/synthetic.mk), the experiments (tools/experiments.mk), the fuzzers (tests/fuzz/fuzz.mk).
+-include notebooks-c/notebooks.mk tools/synthetic.mk tools/experiments.mk tests/fuzz/fuzz.mk
