@@ -286,7 +286,7 @@ static RowResult measure_row(const BenchRow *row, int threads, int repeats) {
     Work w;
     work_setup(&w, row);
     work_run(&w);
-    double ms[BENCH_MAX_REPEATS], cpu_ms[BENCH_MAX_REPEATS];
+    double ms[BENCH_MAX_REPEATS] = {0}, cpu_ms[BENCH_MAX_REPEATS] = {0}; /* repeats >= 1 */
     for (int r = 0; r < repeats; r++) {
         double start = now_ms(CLOCK_MONOTONIC), cpu_start = now_ms(CLOCK_PROCESS_CPUTIME_ID);
         work_run(&w);
