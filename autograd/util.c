@@ -25,6 +25,17 @@ ErrorHandler cpool_set_error_handler(ErrorHandler handler, void *user) {
     return previous;
 }
 
+int path_error(char *err, size_t err_len, const char *path, const char *format, ...) {
+    int n = snprintf(err, err_len, "%s: ", path);
+    if (n >= 0 && (size_t)n < err_len) {
+        va_list args;
+        va_start(args, format);
+        vsnprintf(err + n, err_len - (size_t)n, format, args);
+        va_end(args);
+    }
+    return -1;
+}
+
 void *cpool_error_handler_user(void) {
     return error_user;
 }

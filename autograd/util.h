@@ -32,6 +32,11 @@ _Noreturn void cpool_fail(const char *format, ...) __attribute__((format(printf,
 /* The text of the most recent cpool_fail() (empty if none). */
 const char *cpool_last_error(void);
 
+/* A file error for the err-buffer convention: "path: " then the formatted message, cut to
+ * err_len. Returns -1, so a reader can `return path_error(err, err_len, path, "...", ...);`. */
+int path_error(char *err, size_t err_len, const char *path, const char *format, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /* Checked allocation: on failure, cpool_fail() names the caller's file and line. */
 #define xmalloc(bytes)     xmalloc_at((bytes), __FILE__, __LINE__)
 #define xcalloc(n, bytes)  xcalloc_at((n), (bytes), __FILE__, __LINE__)

@@ -14,7 +14,6 @@
 #include <float.h>
 #include <inttypes.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,19 +33,6 @@ enum { CHUNK_BYTES = 1 << 14 }; /* data is converted through a buffer of this si
 
 /* ------------------------------------------------------------------------------------------ */
 /* Small helpers: errors, printable names, little-endian bytes                                */
-
-static int fail(char *err, size_t err_len, const char *path, const char *format, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail(char *err, size_t err_len, const char *path, const char *format, ...) {
-    int used = snprintf(err, err_len, "%s: ", path);
-    if (used >= 0 && (size_t)used < err_len) {
-        va_list args;
-        va_start(args, format);
-        vsnprintf(err + used, err_len - (size_t)used, format, args);
-        va_end(args);
-    }
-    return -1;
-}
 
 /* A name as it may appear in a one-line message: control characters become '?', long names are
  * cut at 80 bytes. */
@@ -140,11 +126,11 @@ static void reader_free(Reader *r) {
 
 static int open_file(Reader *r) {
     r->fp = fopen(r->path, "rb");
-    if (!r->fp) return fail(r->err, r->err_len, r->path, "cannot open: %s", strerror(errno));
+    if (!r->fp) return path_error(r->err, r->err_len, r->path, "cannot open: %s", strerror(errno));
     struct stat st;
     if (fstat(fileno(r->fp), &st) != 0)
-        return fail(r->err, r->err_len, r->path, "cannot stat: %s", strerror(errno));
-    if (!S_ISREG(st.st_mode)) return fail(r->err, r->err_len, r->path, "not a regular file");
+        return path_error(r->err, r->err_len, r->path, "cannot stat: %s", strerror(errno));
+    if (!S_ISREG(st.st_mode)) return path_error(r->err, r->err_len, r->path, "not a regular file");
     r->file_bytes = (uint64_t)st.st_size;
     return 0;
 }
@@ -153,40 +139,45 @@ static int open_file(Reader *r) {
 static int read_header(Reader *r) {
     unsigned char length[8];
     if (r->file_bytes < 8 || fread(length, 1, 8, r->fp) != 8)
-        return fail(r->err, r->err_len, r->path,
-                    "file is %" PRIu64 " bytes, too short for the 8-byte header length",
-                    r->file_bytes);
+        return path_error(r->err, r->err_len, r->path,
+                          "file is %" PRIu64 " bytes, too short for the 8-byte header length",
+                          r->file_bytes);
     r->header_bytes = get_u64_le(length);
     if (r->header_bytes > r->file_bytes - 8)
-        return fail(r->err, r->err_len, r->path,
-                    "header length %" PRIu64 " runs past the end of the file (%" PRIu64 " bytes)",
-                    r->header_bytes, r->file_bytes);
+        return path_error(r->err, r->err_len, r->path,
+                          "header length %" PRIu64 " runs past the end of the file (%" PRIu64
+                          " bytes)",
+                          r->header_bytes, r->file_bytes);
     if (r->header_bytes > (uint64_t)SAFETENSORS_MAX_HEADER_BYTES)
-        return fail(r->err, r->err_len, r->path, "header length %" PRIu64 " exceeds the limit %ld",
-                    r->header_bytes, SAFETENSORS_MAX_HEADER_BYTES);
+        return path_error(r->err, r->err_len, r->path,
+                          "header length %" PRIu64 " exceeds the limit %ld", r->header_bytes,
+                          SAFETENSORS_MAX_HEADER_BYTES);
     r->data_bytes = r->file_bytes - 8 - r->header_bytes;
     size_t n = (size_t)r->header_bytes;
     r->header = xmalloc(n + 1);
     if (fread(r->header, 1, n, r->fp) != n)
-        return fail(r->err, r->err_len, r->path, "cannot read the %zu-byte header", n);
+        return path_error(r->err, r->err_len, r->path, "cannot read the %zu-byte header", n);
     r->header[n] = '\0';
     const char *nul = memchr(r->header, '\0', n);
     if (nul)
-        return fail(r->err, r->err_len, r->path, "header: NUL byte at offset %td", nul - r->header);
+        return path_error(r->err, r->err_len, r->path, "header: NUL byte at offset %td",
+                          nul - r->header);
     if (!valid_utf8((const unsigned char *)r->header, n))
-        return fail(r->err, r->err_len, r->path, "header: not valid UTF-8");
+        return path_error(r->err, r->err_len, r->path, "header: not valid UTF-8");
     if (n == 0 || r->header[0] != '{')
-        return fail(r->err, r->err_len, r->path, "header: does not start with '{' (a JSON object)");
+        return path_error(r->err, r->err_len, r->path,
+                          "header: does not start with '{' (a JSON object)");
     const char *end = NULL;
     r->json = cJSON_ParseWithLengthOpts(r->header, n, &end, 0);
     if (!r->json || !cJSON_IsObject(r->json)) {
         size_t at = end ? (size_t)(end - r->header) : 0;
-        return fail(r->err, r->err_len, r->path, "header: invalid JSON near byte %zu", at);
+        return path_error(r->err, r->err_len, r->path, "header: invalid JSON near byte %zu", at);
     }
     for (const char *p = end; p < r->header + n; p++)
         if (!strchr(" \t\r\n", *p))
-            return fail(r->err, r->err_len, r->path,
-                        "header: unexpected text after the JSON object at byte %td", p - r->header);
+            return path_error(r->err, r->err_len, r->path,
+                              "header: unexpected text after the JSON object at byte %td",
+                              p - r->header);
     return 0;
 }
 
@@ -208,37 +199,38 @@ static const char *json_number_text(const cJSON *item, char buffer[32]) {
 static int parse_dtype(Reader *r, const char *name, const cJSON *item, Entry *e) {
     char nb[96];
     if (!cJSON_IsString(item))
-        return fail(r->err, r->err_len, r->path, "tensor '%s': 'dtype' is not a string",
-                    shown(name, nb));
+        return path_error(r->err, r->err_len, r->path, "tensor '%s': 'dtype' is not a string",
+                          shown(name, nb));
     for (int d = 0; d < 2; d++)
         if (strcmp(item->valuestring, dtype_names[d]) == 0) return e->dtype = d, 0;
     char db[96];
     for (size_t d = 0; d < sizeof other_dtypes / sizeof *other_dtypes; d++)
         if (strcmp(item->valuestring, other_dtypes[d]) == 0)
-            return fail(r->err, r->err_len, r->path,
-                        "tensor '%s': dtype '%s' is not supported (only F32 and F64)",
-                        shown(name, nb), item->valuestring);
-    return fail(r->err, r->err_len, r->path, "tensor '%s': unknown dtype '%s'", shown(name, nb),
-                shown(item->valuestring, db));
+            return path_error(r->err, r->err_len, r->path,
+                              "tensor '%s': dtype '%s' is not supported (only F32 and F64)",
+                              shown(name, nb), item->valuestring);
+    return path_error(r->err, r->err_len, r->path, "tensor '%s': unknown dtype '%s'",
+                      shown(name, nb), shown(item->valuestring, db));
 }
 
 static int parse_shape(Reader *r, const char *name, const cJSON *item, Entry *e) {
     char nb[96], vb[32];
     if (!cJSON_IsArray(item))
-        return fail(r->err, r->err_len, r->path, "tensor '%s': 'shape' is not an array",
-                    shown(name, nb));
+        return path_error(r->err, r->err_len, r->path, "tensor '%s': 'shape' is not an array",
+                          shown(name, nb));
     int ndim = cJSON_GetArraySize(item);
     if (ndim > TENSOR_MAX_DIMS)
-        return fail(r->err, r->err_len, r->path,
-                    "tensor '%s': shape has %d dimensions, at most %d are supported",
-                    shown(name, nb), ndim, TENSOR_MAX_DIMS);
+        return path_error(r->err, r->err_len, r->path,
+                          "tensor '%s': shape has %d dimensions, at most %d are supported",
+                          shown(name, nb), ndim, TENSOR_MAX_DIMS);
     int d = 0, has_zero = 0;
     for (const cJSON *dim = item->child; dim; dim = dim->next, d++) {
         uint64_t size;
         if (json_count(dim, 2147483647.0, &size) != 0)
-            return fail(r->err, r->err_len, r->path,
-                        "tensor '%s': shape[%d] is %s, not a dimension (an integer 0..2147483647)",
-                        shown(name, nb), d, json_number_text(dim, vb));
+            return path_error(
+                r->err, r->err_len, r->path,
+                "tensor '%s': shape[%d] is %s, not a dimension (an integer 0..2147483647)",
+                shown(name, nb), d, json_number_text(dim, vb));
         e->shape[d] = (int)size;
         has_zero |= size == 0;
     }
@@ -247,8 +239,9 @@ static int parse_shape(Reader *r, const char *name, const cJSON *item, Entry *e)
     uint64_t max_count = ((uint64_t)1 << 60) / (uint64_t)dtype_bytes[e->dtype], count = 1;
     for (d = 0; d < ndim && !has_zero; d++) {
         if ((uint64_t)e->shape[d] > max_count / count)
-            return fail(r->err, r->err_len, r->path,
-                        "tensor '%s': shape has more than 2^60 bytes of elements", shown(name, nb));
+            return path_error(r->err, r->err_len, r->path,
+                              "tensor '%s': shape has more than 2^60 bytes of elements",
+                              shown(name, nb));
         count *= (uint64_t)e->shape[d];
     }
     if (has_zero) count = 0;
@@ -260,26 +253,27 @@ static int parse_shape(Reader *r, const char *name, const cJSON *item, Entry *e)
 static int parse_offsets(Reader *r, const char *name, const cJSON *item, Entry *e) {
     char nb[96], vb[32];
     if (!cJSON_IsArray(item) || cJSON_GetArraySize(item) != 2)
-        return fail(r->err, r->err_len, r->path,
-                    "tensor '%s': 'data_offsets' is not an array of two integers", shown(name, nb));
+        return path_error(r->err, r->err_len, r->path,
+                          "tensor '%s': 'data_offsets' is not an array of two integers",
+                          shown(name, nb));
     uint64_t at[2];
     for (int k = 0; k < 2; k++) {
         const cJSON *v = cJSON_GetArrayItem(item, k);
         if (json_count(v, 9007199254740992.0, &at[k]) != 0)
-            return fail(r->err, r->err_len, r->path,
-                        "tensor '%s': data_offsets[%d] is %s, not a non-negative integer",
-                        shown(name, nb), k, json_number_text(v, vb));
+            return path_error(r->err, r->err_len, r->path,
+                              "tensor '%s': data_offsets[%d] is %s, not a non-negative integer",
+                              shown(name, nb), k, json_number_text(v, vb));
     }
     e->begin = at[0], e->end = at[1];
     if (e->begin > e->end)
-        return fail(r->err, r->err_len, r->path,
-                    "tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64 "] are reversed",
-                    shown(name, nb), e->begin, e->end);
+        return path_error(r->err, r->err_len, r->path,
+                          "tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64 "] are reversed",
+                          shown(name, nb), e->begin, e->end);
     if (e->end > r->data_bytes)
-        return fail(r->err, r->err_len, r->path,
-                    "tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64
-                    "] run past the end of the %" PRIu64 "-byte data part",
-                    shown(name, nb), e->begin, e->end, r->data_bytes);
+        return path_error(r->err, r->err_len, r->path,
+                          "tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64
+                          "] run past the end of the %" PRIu64 "-byte data part",
+                          shown(name, nb), e->begin, e->end, r->data_bytes);
     return 0;
 }
 
@@ -290,48 +284,52 @@ static int parse_entry(Reader *r, const cJSON *item, Entry *e) {
     const char *name = item->string;
     e->name = name;
     if (!cJSON_IsObject(item))
-        return fail(r->err, r->err_len, r->path, "tensor '%s': entry is not a JSON object",
-                    shown(name, nb));
+        return path_error(r->err, r->err_len, r->path, "tensor '%s': entry is not a JSON object",
+                          shown(name, nb));
     static const char *const fields[] = {"dtype", "shape", "data_offsets"};
     const cJSON *found[3] = {NULL, NULL, NULL};
     for (const cJSON *field = item->child; field; field = field->next)
         for (int f = 0; f < 3; f++)
             if (strcmp(field->string, fields[f]) == 0) {
                 if (found[f])
-                    return fail(r->err, r->err_len, r->path, "tensor '%s': duplicate field '%s'",
-                                shown(name, nb), fields[f]);
+                    return path_error(r->err, r->err_len, r->path,
+                                      "tensor '%s': duplicate field '%s'", shown(name, nb),
+                                      fields[f]);
                 found[f] = field;
             }
     for (int f = 0; f < 3; f++)
         if (!found[f])
-            return fail(r->err, r->err_len, r->path, "tensor '%s': missing '%s'", shown(name, nb),
-                        fields[f]);
+            return path_error(r->err, r->err_len, r->path, "tensor '%s': missing '%s'",
+                              shown(name, nb), fields[f]);
     if (parse_dtype(r, name, found[0], e) != 0 || parse_shape(r, name, found[1], e) != 0 ||
         parse_offsets(r, name, found[2], e) != 0)
         return -1;
     uint64_t need = (uint64_t)e->count * (uint64_t)dtype_bytes[e->dtype];
     if (e->end - e->begin != need)
-        return fail(r->err, r->err_len, r->path,
-                    "tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64 "] hold %" PRIu64
-                    " bytes but shape %s of %s needs %" PRIu64,
-                    shown(name, nb), e->begin, e->end, e->end - e->begin,
-                    shape_string(e->ndim, e->shape, sb, sizeof sb), dtype_names[e->dtype], need);
+        return path_error(r->err, r->err_len, r->path,
+                          "tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64 "] hold %" PRIu64
+                          " bytes but shape %s of %s needs %" PRIu64,
+                          shown(name, nb), e->begin, e->end, e->end - e->begin,
+                          shape_string(e->ndim, e->shape, sb, sizeof sb), dtype_names[e->dtype],
+                          need);
     return 0;
 }
 
 static int parse_metadata(Reader *r, const cJSON *item) {
     char kb[96];
-    if (r->metadata) return fail(r->err, r->err_len, r->path, "duplicate entry '__metadata__'");
+    if (r->metadata)
+        return path_error(r->err, r->err_len, r->path, "duplicate entry '__metadata__'");
     if (!cJSON_IsObject(item))
-        return fail(r->err, r->err_len, r->path, "'__metadata__' is not a JSON object");
+        return path_error(r->err, r->err_len, r->path, "'__metadata__' is not a JSON object");
     for (const cJSON *v = item->child; v; v = v->next) {
         if (!cJSON_IsString(v))
-            return fail(r->err, r->err_len, r->path,
-                        "'__metadata__': value of '%s' is not a string", shown(v->string, kb));
+            return path_error(r->err, r->err_len, r->path,
+                              "'__metadata__': value of '%s' is not a string",
+                              shown(v->string, kb));
         for (const cJSON *w = item->child; w != v; w = w->next)
             if (strcmp(w->string, v->string) == 0)
-                return fail(r->err, r->err_len, r->path, "'__metadata__': duplicate key '%s'",
-                            shown(v->string, kb));
+                return path_error(r->err, r->err_len, r->path, "'__metadata__': duplicate key '%s'",
+                                  shown(v->string, kb));
     }
     r->metadata = item;
     return 0;
@@ -359,8 +357,8 @@ static int parse_entries(Reader *r) {
     char nb[96];
     for (int i = 1; i < r->n_entries && status == 0; i++)
         if (strcmp(names[i - 1], names[i]) == 0)
-            status = fail(r->err, r->err_len, r->path, "duplicate tensor name '%s'",
-                          shown(names[i], nb));
+            status = path_error(r->err, r->err_len, r->path, "duplicate tensor name '%s'",
+                                shown(names[i], nb));
     free(names);
     return status;
 }
@@ -380,23 +378,24 @@ static int check_layout(Reader *r) {
     for (int i = 0; i < r->n_entries; i++) {
         const Entry *e = &r->entries[i];
         if (e->begin > covered)
-            return fail(r->err, r->err_len, r->path,
-                        "data bytes [%" PRIu64 ", %" PRIu64 ") belong to no tensor", covered,
-                        e->begin);
+            return path_error(r->err, r->err_len, r->path,
+                              "data bytes [%" PRIu64 ", %" PRIu64 ") belong to no tensor", covered,
+                              e->begin);
         if (e->begin < covered) {
             const Entry *p = &r->entries[i - 1];
-            return fail(r->err, r->err_len, r->path,
-                        "tensors '%s' [%" PRIu64 ", %" PRIu64 "] and '%s' [%" PRIu64 ", %" PRIu64
-                        "] overlap",
-                        shown(p->name, ab), p->begin, p->end, shown(e->name, bb), e->begin, e->end);
+            return path_error(r->err, r->err_len, r->path,
+                              "tensors '%s' [%" PRIu64 ", %" PRIu64 "] and '%s' [%" PRIu64
+                              ", %" PRIu64 "] overlap",
+                              shown(p->name, ab), p->begin, p->end, shown(e->name, bb), e->begin,
+                              e->end);
         }
         covered = e->end;
     }
     if (covered != r->data_bytes)
-        return fail(r->err, r->err_len, r->path,
-                    "data bytes [%" PRIu64 ", %" PRIu64
-                    ") belong to no tensor (the file is longer than its tensors)",
-                    covered, r->data_bytes);
+        return path_error(r->err, r->err_len, r->path,
+                          "data bytes [%" PRIu64 ", %" PRIu64
+                          ") belong to no tensor (the file is longer than its tensors)",
+                          covered, r->data_bytes);
     return 0;
 }
 
@@ -405,21 +404,21 @@ static int read_values(Reader *r, const Entry *e, Tensor *t) {
     char nb[96];
     int width = dtype_bytes[e->dtype];
     if (fseeko(r->fp, (off_t)(8 + r->header_bytes + e->begin), SEEK_SET) != 0)
-        return fail(r->err, r->err_len, r->path, "tensor '%s': cannot seek to its data",
-                    shown(e->name, nb));
+        return path_error(r->err, r->err_len, r->path, "tensor '%s': cannot seek to its data",
+                          shown(e->name, nb));
     unsigned char chunk[CHUNK_BYTES];
     long per_chunk = CHUNK_BYTES / width;
     for (long done = 0; done < e->count; done += per_chunk) {
         long n = e->count - done < per_chunk ? e->count - done : per_chunk;
         if (fread(chunk, (size_t)width, (size_t)n, r->fp) != (size_t)n)
-            return fail(r->err, r->err_len, r->path, "tensor '%s': file ended inside its data",
-                        shown(e->name, nb));
+            return path_error(r->err, r->err_len, r->path,
+                              "tensor '%s': file ended inside its data", shown(e->name, nb));
         for (long i = 0; i < n; i++) {
             double v = get_value_le(chunk + i * width, e->dtype);
             if (sizeof(real) == 4 && isfinite(v) && fabs(v) > FLT_MAX)
-                return fail(r->err, r->err_len, r->path,
-                            "tensor '%s': element %ld (%.17g) is beyond the float32 range",
-                            shown(e->name, nb), done + i, v);
+                return path_error(r->err, r->err_len, r->path,
+                                  "tensor '%s': element %ld (%.17g) is beyond the float32 range",
+                                  shown(e->name, nb), done + i, v);
             t->data[done + i] = (real)v;
         }
     }
@@ -558,19 +557,19 @@ static int check_savable(const char *path, const ParamSet *params, SafetensorsWh
     char nb[96];
     for (int i = 0; i < params->count; i++) {
         if (strcmp(params->items[i].name, "__metadata__") == 0)
-            return fail(err, err_len, path, "a parameter may not be called '__metadata__'");
+            return path_error(err, err_len, path, "a parameter may not be called '__metadata__'");
         if (which == SAFETENSORS_GRAD && !params->items[i].tensor->grad)
-            return fail(err, err_len, path, "parameter '%s' has no gradient to save",
-                        shown(params->items[i].name, nb));
+            return path_error(err, err_len, path, "parameter '%s' has no gradient to save",
+                              shown(params->items[i].name, nb));
     }
     for (int k = 0; metadata && metadata[k]; k += 2) {
         if (!metadata[k + 1])
-            return fail(err, err_len, path, "metadata key '%s' has no value",
-                        shown(metadata[k], nb));
+            return path_error(err, err_len, path, "metadata key '%s' has no value",
+                              shown(metadata[k], nb));
         for (int j = 0; j < k; j += 2)
             if (strcmp(metadata[j], metadata[k]) == 0)
-                return fail(err, err_len, path, "duplicate metadata key '%s'",
-                            shown(metadata[k], nb));
+                return path_error(err, err_len, path, "duplicate metadata key '%s'",
+                                  shown(metadata[k], nb));
     }
     return 0;
 }
@@ -593,7 +592,7 @@ int safetensors_save_params(const char *path, const ParamSet *params, Safetensor
     }
     if (failed) {
         atomic_abort(&af);
-        return fail(err, err_len, path, "write failed: %s", strerror(errno));
+        return path_error(err, err_len, path, "write failed: %s", strerror(errno));
     }
     return atomic_close(&af, err, err_len);
 }
@@ -608,18 +607,19 @@ static int check_fits(const char *path, const SafetensorsFile *file, const Param
         const Param *p = &params->items[i];
         const Tensor *t = safetensors_file_find(file, p->name);
         if (!t)
-            return fail(err, err_len, path, "missing tensor '%s' (the model expects shape %s)",
-                        shown(p->name, nb), TENSOR_SHAPE_STR(p->tensor, want));
+            return path_error(err, err_len, path,
+                              "missing tensor '%s' (the model expects shape %s)",
+                              shown(p->name, nb), TENSOR_SHAPE_STR(p->tensor, want));
         if (!tensor_same_shape(t, p->tensor))
-            return fail(err, err_len, path, "tensor '%s' has shape %s but the model expects %s",
-                        shown(p->name, nb), TENSOR_SHAPE_STR(t, got),
-                        TENSOR_SHAPE_STR(p->tensor, want));
+            return path_error(
+                err, err_len, path, "tensor '%s' has shape %s but the model expects %s",
+                shown(p->name, nb), TENSOR_SHAPE_STR(t, got), TENSOR_SHAPE_STR(p->tensor, want));
     }
     for (int i = 0; i < file->count && !allow_extra; i++)
         if (!params_find(params, file->names[i]))
-            return fail(err, err_len, path,
-                        "unexpected tensor '%s' (the model has no parameter of that name)",
-                        shown(file->names[i], nb));
+            return path_error(err, err_len, path,
+                              "unexpected tensor '%s' (the model has no parameter of that name)",
+                              shown(file->names[i], nb));
     return 0;
 }
 

@@ -13,26 +13,12 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "safetensors.h"
 #include "util.h"
-
-static int fail(char *err, size_t err_len, const char *path, const char *format, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail(char *err, size_t err_len, const char *path, const char *format, ...) {
-    int n = snprintf(err, err_len, "%s: ", path);
-    if (n >= 0 && (size_t)n < err_len) {
-        va_list args;
-        va_start(args, format);
-        vsnprintf(err + n, err_len - (size_t)n, format, args);
-        va_end(args);
-    }
-    return -1;
-}
 
 static const char *const optimizer_prefix[2] = {"optim.m.", "optim.v."};
 
@@ -111,11 +97,11 @@ static int build_view(ParamSet *view, const char *path, const ParamSet *params, 
                                   params->items[i].name);
             if (length < 0 || length >= PARAM_NAME_MAX) {
                 free(view->items);
-                return fail(err, err_len, path,
-                            "parameter '%s' is too long to be saved as '%s%s' (at most %d "
-                            "characters)",
-                            params->items[i].name, optimizer_prefix[part - 1],
-                            params->items[i].name, PARAM_NAME_MAX - 1);
+                return path_error(err, err_len, path,
+                                  "parameter '%s' is too long to be saved as '%s%s' (at most %d "
+                                  "characters)",
+                                  params->items[i].name, optimizer_prefix[part - 1],
+                                  params->items[i].name, PARAM_NAME_MAX - 1);
             }
             item->tensor = part == 1 ? opt->m[i] : opt->v[i];
         }
@@ -158,14 +144,14 @@ static const char *shown(const char *value, char buffer[64]) {
 
 static const char *metadata(Loader *ld, const char *key) {
     const char *value = safetensors_file_metadata(&ld->file, key);
-    if (!value) fail(ld->err, ld->err_len, ld->path, "missing metadata '%s'", key);
+    if (!value) path_error(ld->err, ld->err_len, ld->path, "missing metadata '%s'", key);
     return value;
 }
 
 static int bad_value(Loader *ld, const char *key, const char *expected, const char *value) {
     char b[64];
-    return fail(ld->err, ld->err_len, ld->path, "metadata '%s': expected %s, got %s", key, expected,
-                shown(value, b));
+    return path_error(ld->err, ld->err_len, ld->path, "metadata '%s': expected %s, got %s", key,
+                      expected, shown(value, b));
 }
 
 /* An unsigned decimal integer: digits only (no sign, no spaces), at most UINT64_MAX. */
@@ -215,8 +201,8 @@ static int expect_text(Loader *ld, const char *key, const char *expected, const 
     if (strcmp(value, expected) == 0) return 0;
     char b[64], want[96];
     snprintf(want, sizeof want, "'%s'%s", expected, hint);
-    return fail(ld->err, ld->err_len, ld->path, "metadata '%s': expected %s, got %s", key, want,
-                shown(value, b));
+    return path_error(ld->err, ld->err_len, ld->path, "metadata '%s': expected %s, got %s", key,
+                      want, shown(value, b));
 }
 
 /* The tensor `name` must be in the file with t's shape. */
@@ -224,13 +210,13 @@ static int check_tensor(Loader *ld, const char *name, const Tensor *t) {
     char want[96], got[96];
     const Tensor *saved = safetensors_file_find(&ld->file, name);
     if (!saved)
-        return fail(ld->err, ld->err_len, ld->path,
-                    "missing tensor '%s' (the model expects shape %s)", name,
-                    TENSOR_SHAPE_STR(t, want));
+        return path_error(ld->err, ld->err_len, ld->path,
+                          "missing tensor '%s' (the model expects shape %s)", name,
+                          TENSOR_SHAPE_STR(t, want));
     if (!tensor_same_shape(saved, t))
-        return fail(ld->err, ld->err_len, ld->path,
-                    "tensor '%s' has shape %s but the model expects %s", name,
-                    TENSOR_SHAPE_STR(saved, got), TENSOR_SHAPE_STR(t, want));
+        return path_error(ld->err, ld->err_len, ld->path,
+                          "tensor '%s' has shape %s but the model expects %s", name,
+                          TENSOR_SHAPE_STR(saved, got), TENSOR_SHAPE_STR(t, want));
     return 0;
 }
 
@@ -245,9 +231,9 @@ static int check_no_extra(Loader *ld, const ParamSet *params) {
         }
         if (params_find(params, name)) goto known;
         char b[64];
-        return fail(ld->err, ld->err_len, ld->path,
-                    "unexpected tensor %s (the model has no parameter of that name)",
-                    shown(name, b));
+        return path_error(ld->err, ld->err_len, ld->path,
+                          "unexpected tensor %s (the model has no parameter of that name)",
+                          shown(name, b));
     known:;
     }
     return 0;

@@ -9,7 +9,6 @@
 
 #include <errno.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,19 +16,6 @@
 #include <zlib.h>
 
 #include "util.h"
-
-static int fail(char *err, size_t err_len, const char *path, const char *format, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail(char *err, size_t err_len, const char *path, const char *format, ...) {
-    int n = snprintf(err, err_len, "%s: ", path);
-    if (n >= 0 && (size_t)n < err_len) {
-        va_list args;
-        va_start(args, format);
-        vsnprintf(err + n, err_len - (size_t)n, format, args);
-        va_end(args);
-    }
-    return -1;
-}
 
 /* --- Reading one IDX file -------------------------------------------------------------------- */
 
@@ -45,11 +31,11 @@ static int idx_open(IdxFile *f, const char *path, char *err, size_t err_len) {
     errno = 0;
     f->gz = gzopen(path, "rb");
     if (!f->gz)
-        return fail(err, err_len, path, "cannot open: %s", errno ? strerror(errno) : "zlib");
+        return path_error(err, err_len, path, "cannot open: %s", errno ? strerror(errno) : "zlib");
     gzbuffer(f->gz, 1 << 17);
     if (gzdirect(f->gz)) {
         gzclose(f->gz);
-        return fail(err, err_len, path, "not a gzip file");
+        return path_error(err, err_len, path, "not a gzip file");
     }
     return 0;
 }
@@ -60,7 +46,7 @@ static int gzip_error(IdxFile *f) {
     const char *message = gzerror(f->gz, &code);
     size_t n = strlen(f->path);
     if (strncmp(message, f->path, n) == 0 && strncmp(message + n, ": ", 2) == 0) message += n + 2;
-    return fail(f->err, f->err_len, f->path, "corrupt gzip data: %s", message);
+    return path_error(f->err, f->err_len, f->path, "corrupt gzip data: %s", message);
 }
 
 /* Up to n bytes into buffer; *got says how many arrived. -1 on a corrupt gzip stream. */
@@ -92,16 +78,17 @@ static int idx_header(IdxFile *f, int n_fields, uint32_t magic, const char *kind
     size_t want = 4 * (size_t)n_fields, got;
     if (idx_read(f, bytes, want, &got) != 0) return -1;
     if (got < want)
-        return fail(f->err, f->err_len, f->path,
-                    "truncated: %zu bytes, shorter than the %zu-byte IDX %s header", got, want,
-                    kind);
+        return path_error(f->err, f->err_len, f->path,
+                          "truncated: %zu bytes, shorter than the %zu-byte IDX %s header", got,
+                          want, kind);
     for (int i = 0; i < n_fields; i++) fields[i] = get_u32_be(bytes + 4 * i);
     if (fields[0] != magic)
-        return fail(f->err, f->err_len, f->path, "magic is 0x%08x but an IDX %s file has 0x%08x",
-                    (unsigned)fields[0], kind, (unsigned)magic);
+        return path_error(f->err, f->err_len, f->path,
+                          "magic is 0x%08x but an IDX %s file has 0x%08x", (unsigned)fields[0],
+                          kind, (unsigned)magic);
     if (fields[1] > INT_MAX)
-        return fail(f->err, f->err_len, f->path, "count %u is more than %d", (unsigned)fields[1],
-                    INT_MAX);
+        return path_error(f->err, f->err_len, f->path, "count %u is more than %d",
+                          (unsigned)fields[1], INT_MAX);
     return 0;
 }
 
@@ -119,9 +106,9 @@ static int idx_data(IdxFile *f, size_t header_bytes, size_t expected, const char
         buffer = xrealloc(buffer, capacity);
     }
     if (used < expected) {
-        fail(f->err, f->err_len, f->path,
-             "truncated: the header promises %s (%zu bytes) but the file decompresses to %zu", what,
-             header_bytes + expected, header_bytes + used);
+        path_error(f->err, f->err_len, f->path,
+                   "truncated: the header promises %s (%zu bytes) but the file decompresses to %zu",
+                   what, header_bytes + expected, header_bytes + used);
         goto failed;
     }
     unsigned char extra[4096];
@@ -131,9 +118,9 @@ static int idx_data(IdxFile *f, size_t header_bytes, size_t expected, const char
         extra_bytes += got;
     } while (got == sizeof extra);
     if (extra_bytes > 0) {
-        fail(f->err, f->err_len, f->path,
-             "too long: the header promises %s (%zu bytes) but the file decompresses to %zu", what,
-             header_bytes + expected, header_bytes + expected + extra_bytes);
+        path_error(f->err, f->err_len, f->path,
+                   "too long: the header promises %s (%zu bytes) but the file decompresses to %zu",
+                   what, header_bytes + expected, header_bytes + expected + extra_bytes);
         goto failed;
     }
     *data = buffer;
@@ -150,8 +137,8 @@ int idx_read_images(const char *path, unsigned char **pixels, int *count, int *r
     uint32_t h[4] = {0};
     int status = idx_header(&f, 4, IDX_IMAGES_MAGIC, "images", h);
     if (status == 0 && (h[2] == 0 || h[3] == 0 || h[2] > 65535 || h[3] > 65535))
-        status = fail(err, err_len, path, "rows x cols is %ux%u, expected each in 1..65535",
-                      (unsigned)h[2], (unsigned)h[3]);
+        status = path_error(err, err_len, path, "rows x cols is %ux%u, expected each in 1..65535",
+                            (unsigned)h[2], (unsigned)h[3]);
     if (status == 0) {
         char what[96];
         snprintf(what, sizeof what, "%u images of %ux%u", (unsigned)h[1], (unsigned)h[2],
@@ -181,8 +168,8 @@ int idx_read_labels(const char *path, int n_classes, unsigned char **labels, int
     gzclose(f.gz);
     for (uint32_t i = 0; status == 0 && i < h[1]; i++)
         if (data[i] >= n_classes)
-            status = fail(err, err_len, path, "label %d at index %u is outside 0..%d", data[i],
-                          (unsigned)i, n_classes - 1);
+            status = path_error(err, err_len, path, "label %d at index %u is outside 0..%d",
+                                data[i], (unsigned)i, n_classes - 1);
     if (status != 0) {
         free(data);
         return -1;
@@ -204,15 +191,16 @@ static int read_pair(const char *dir, const char *prefix, unsigned char **pixels
     if (idx_read_images(images_path, pixels, &n_images, &rows, &cols, err, err_len) != 0) return -1;
     int status = 0;
     if (rows != IMAGE_SIZE || cols != IMAGE_SIZE)
-        status = fail(err, err_len, images_path, "%s is %d but Fashion-MNIST images are %dx%d",
-                      rows != IMAGE_SIZE ? "rows" : "cols", rows != IMAGE_SIZE ? rows : cols,
-                      IMAGE_SIZE, IMAGE_SIZE);
+        status =
+            path_error(err, err_len, images_path, "%s is %d but Fashion-MNIST images are %dx%d",
+                       rows != IMAGE_SIZE ? "rows" : "cols", rows != IMAGE_SIZE ? rows : cols,
+                       IMAGE_SIZE, IMAGE_SIZE);
     if (status == 0)
         status = idx_read_labels(labels_path, IMAGE_CLASSES, labels, &n_labels, err, err_len);
     if (status == 0 && n_labels != n_images) {
         free(*labels);
-        status = fail(err, err_len, labels_path, "count is %d but %s holds %d images", n_labels,
-                      images_path, n_images);
+        status = path_error(err, err_len, labels_path, "count is %d but %s holds %d images",
+                            n_labels, images_path, n_images);
     }
     if (status != 0) {
         free(*pixels);
@@ -235,9 +223,9 @@ int image_data_load(ImageData *images, const char *dir, int n_valid, char *err, 
     }
     if (n_valid >= n_train) {
         image_data_free(images);
-        return fail(err, err_len, dir,
-                    "n_valid %d leaves no training images: the train files hold %d", n_valid,
-                    n_train);
+        return path_error(err, err_len, dir,
+                          "n_valid %d leaves no training images: the train files hold %d", n_valid,
+                          n_train);
     }
     int counts[SPLIT_COUNT] = {n_train - n_valid, n_valid, n_test};
     long firsts[SPLIT_COUNT] = {0, n_train - n_valid, 0};

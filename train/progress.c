@@ -120,19 +120,6 @@ void progress_finish(Progress *progress) {
 
 /* --- The CSV loss curve ---------------------------------------------------------------------- */
 
-static int fail(char *err, size_t err_len, const char *path, const char *format, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail(char *err, size_t err_len, const char *path, const char *format, ...) {
-    int n = snprintf(err, err_len, "%s: ", path);
-    if (n >= 0 && (size_t)n < err_len) {
-        va_list args;
-        va_start(args, format);
-        vsnprintf(err + n, err_len - (size_t)n, format, args);
-        va_end(args);
-    }
-    return -1;
-}
-
 /* Whether a complete line (newline removed) of an existing file is kept for a resume at
  * resume_step: the header must be this run's, and a row is kept if its step <= resume_step.
  * 1 keep, 0 drop, -1 error. */
@@ -141,13 +128,13 @@ static int keep_line(const char *path, long number, const char *line, const char
     if (number == 1)
         return strcmp(line, header) == 0
                    ? 1
-                   : fail(err, err_len, path, "header is '%.100s' but this run writes '%s'", line,
-                          header);
+                   : path_error(err, err_len, path, "header is '%.100s' but this run writes '%s'",
+                                line, header);
     char *end;
     long step = strtol(line, &end, 10);
     if (end == line || *end != ',')
-        return fail(err, err_len, path, "line %ld: expected a step number, got '%.40s'", number,
-                    line);
+        return path_error(err, err_len, path, "line %ld: expected a step number, got '%.40s'",
+                          number, line);
     return step <= resume_step;
 }
 
@@ -161,7 +148,7 @@ static int kept_rows(const char *path, const char *header, long resume_step, cha
     FILE *fp = fopen(path, "r");
     if (!fp && errno != ENOENT) {
         free(*kept);
-        return fail(err, err_len, path, "cannot open: %s", strerror(errno));
+        return path_error(err, err_len, path, "cannot open: %s", strerror(errno));
     }
     char *line = NULL;
     size_t line_capacity = 0;
@@ -178,7 +165,7 @@ static int kept_rows(const char *path, const char *header, long resume_step, cha
         (*kept)[used + (size_t)length - 1] = '\n';
         used += (size_t)length;
     }
-    if (status >= 0 && fp && ferror(fp)) status = fail(err, err_len, path, "read failed");
+    if (status >= 0 && fp && ferror(fp)) status = path_error(err, err_len, path, "read failed");
     free(line);
     if (fp) fclose(fp);
     if (status < 0) {
@@ -193,7 +180,7 @@ static int kept_rows(const char *path, const char *header, long resume_step, cha
 int csv_log_open(CsvLog *log, const char *path, const char *metric_name, long resume_step,
                  char *err, size_t err_len) {
     *log = (CsvLog){0};
-    if (strlen(path) >= sizeof log->path) return fail(err, err_len, path, "path too long");
+    if (strlen(path) >= sizeof log->path) return path_error(err, err_len, path, "path too long");
     strcpy(log->path, path);
     char header[256];
     snprintf(header, sizeof header, "step,tokens,lr,train_loss,valid_loss,valid_%s,elapsed_s",
@@ -214,7 +201,8 @@ int csv_log_open(CsvLog *log, const char *path, const char *metric_name, long re
     free(content);
     if (status != 0) return -1;
     log->fp = fopen(path, "a");
-    if (!log->fp) return fail(err, err_len, path, "cannot open for appending: %s", strerror(errno));
+    if (!log->fp)
+        return path_error(err, err_len, path, "cannot open for appending: %s", strerror(errno));
     return 0;
 }
 
@@ -233,7 +221,7 @@ int csv_log_write(CsvLog *log, const CsvRow *row, char *err, size_t err_len) {
     put_value(log->fp, "%.3f", row->elapsed_seconds);
     fputc('\n', log->fp);
     if (fflush(log->fp) != 0 || ferror(log->fp))
-        return fail(err, err_len, log->path, "write failed: %s", strerror(errno));
+        return path_error(err, err_len, log->path, "write failed: %s", strerror(errno));
     return 0;
 }
 
@@ -242,5 +230,5 @@ int csv_log_close(CsvLog *log, char *err, size_t err_len) {
     int failed = ferror(log->fp) != 0;
     if (fclose(log->fp) != 0) failed = 1;
     log->fp = NULL;
-    return failed ? fail(err, err_len, log->path, "write failed: %s", strerror(errno)) : 0;
+    return failed ? path_error(err, err_len, log->path, "write failed: %s", strerror(errno)) : 0;
 }

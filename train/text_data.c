@@ -2,7 +2,6 @@
 #include "text_data.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,28 +9,15 @@
 
 #include "util.h"
 
-static int fail(char *err, size_t err_len, const char *path, const char *format, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail(char *err, size_t err_len, const char *path, const char *format, ...) {
-    int n = snprintf(err, err_len, "%s: ", path);
-    if (n >= 0 && (size_t)n < err_len) {
-        va_list args;
-        va_start(args, format);
-        vsnprintf(err + n, err_len - (size_t)n, format, args);
-        va_end(args);
-    }
-    return -1;
-}
-
 /* The whole file into a malloc'd buffer; its size in *size. */
 static int read_file(const char *path, unsigned char **bytes, long *size, char *err,
                      size_t err_len) {
     FILE *fp = fopen(path, "rb");
-    if (!fp) return fail(err, err_len, path, "cannot open: %s", strerror(errno));
+    if (!fp) return path_error(err, err_len, path, "cannot open: %s", strerror(errno));
     struct stat info;
     if (fstat(fileno(fp), &info) != 0 || !S_ISREG(info.st_mode)) {
         fclose(fp);
-        return fail(err, err_len, path, "not a regular file");
+        return path_error(err, err_len, path, "not a regular file");
     }
     long n = (long)info.st_size;
     unsigned char *buffer = xmalloc((size_t)n);
@@ -40,8 +26,8 @@ static int read_file(const char *path, unsigned char **bytes, long *size, char *
     fclose(fp);
     if (read_error || got != (size_t)n) {
         free(buffer);
-        return fail(err, err_len, path, "read %zu of %ld bytes: %s", got, n,
-                    read_error ? strerror(errno) : "file shrank while reading");
+        return path_error(err, err_len, path, "read %zu of %ld bytes: %s", got, n,
+                          read_error ? strerror(errno) : "file shrank while reading");
     }
     *bytes = buffer;
     *size = n;
@@ -61,7 +47,7 @@ static int split_bytes(TextData *text, const char *path, char *err, size_t err_l
     }
     for (int s = 0; s < SPLIT_COUNT; s++)
         if (text->length[s] < window)
-            return fail(
+            return path_error(
                 err, err_len, path,
                 "too short: the %s split holds %ld of the file's %ld bytes but one window needs "
                 "%ld (seq_len %d + 1); the file needs at least %ld bytes",
@@ -73,7 +59,7 @@ int text_data_load(TextData *text, const char *path, int seq_len, char *err, siz
     if (seq_len < 1) cpool_fail("text_data_load: seq_len must be at least 1, got %d", seq_len);
     *text = (TextData){.seq_len = seq_len};
     if (read_file(path, &text->bytes, &text->size, err, err_len) != 0) return -1;
-    int status = text->size == 0 ? fail(err, err_len, path, "file is empty")
+    int status = text->size == 0 ? path_error(err, err_len, path, "file is empty")
                                  : split_bytes(text, path, err, err_len);
     if (status != 0) text_data_free(text);
     return status;
