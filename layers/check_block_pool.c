@@ -32,35 +32,12 @@
  * - the noise floor of attention and block in check_layers.c (<= 1.6e-8 there). */
 #include "attention.h"
 #include "block.h"
+#include "check_helpers.h"
 #include "gradcheck.h"
 #include "ops.h"
 #include "util.h"
 
 static const double STEP = 1e-5, POOL_STEP = 3e-5;
-
-static void jitter(ParamSet *params, Rng *rng) {
-    for (int p = 0; p < params->count; p++) {
-        Tensor *t = params->items[p].tensor;
-        for (long i = 0; i < t->size; i++) t->data[i] += (real)rng_range(rng, -0.5, 0.5);
-    }
-}
-
-/* U(-1, 1) with every row's standard deviation at least 0.3 (rows are redrawn until it is). */
-static Tensor *input_spread_rows(Rng *rng, int ndim, const int *shape) {
-    Tensor *x = gradcheck_input(rng, ndim, shape, -1, 1);
-    long D = shape[ndim - 1];
-    for (long row = 0; D > 1 && row < x->size / D; row++) {
-        real *v = x->data + row * D;
-        for (;;) {
-            double mean = 0, var = 0;
-            for (long j = 0; j < D; j++) mean += v[j] / (double)D;
-            for (long j = 0; j < D; j++) var += (v[j] - mean) * (v[j] - mean) / (double)D;
-            if (var >= 0.09) break;
-            for (long j = 0; j < D; j++) v[j] = (real)rng_range(rng, -1, 1);
-        }
-    }
-    return x;
-}
 
 /* Checks the parameters params->items[first .. first + count - 1] and, if check_xs, the inputs
  * xs[0..n_x-1] too, with step h. The inputs always come first (the function reads them as in[0],
@@ -130,8 +107,8 @@ static void check_pool_block(const PoolCase *cases, int n_cases, BlockPoolFeeds 
         Block layer;
         block_init_variant(&layer, (BlockConfig){c->dim, c->heads, 0, c->causal}, variant, &params,
                            "block", rng);
-        jitter(&params, rng);
-        Tensor *x = input_spread_rows(rng, 3, (int[]){c->batch, N, c->dim});
+        check_jitter_params(&params, rng);
+        Tensor *x = check_input_spread_rows(rng, 3, (int[]){c->batch, N, c->dim});
         check_and_free(block_fn, &layer, &x, 1, 4, &params, rng, stats);
     }
 }
@@ -190,7 +167,7 @@ static void check_attention_case(const int *c, AttentionReach reach, Rng *rng,
     AttentionCase a = {.cross = c[3]};
     attention_init_reach(&a.layer, (AttentionConfig){c[0], c[1], c[2]}, reach, &params, "attn",
                          rng);
-    jitter(&params, rng);
+    check_jitter_params(&params, rng);
     for (int h = 0; reach.span && h < c[1]; h++) {
         int L = a.layer.reach.span_max;
         double reach_tokens = rng_int(rng, L) + rng_range(rng, 0.25, 0.75); /* z L */

@@ -17,7 +17,7 @@
  *   - linear, embedding_layer, conv1d_layer, conv2d_layer: L is affine in each single element
  *     (the layers are bilinear in input and weight), so there is no truncation error at all;
  *     measured <= 3e-10, tolerance 1e-8.
- *   - layernorm_layer: inputs with rows spread by construction (input_spread_rows); measured
+ *   - layernorm_layer: inputs with rows spread by construction (check_input_spread_rows); measured
  *     <= 2e-10, tolerance 1e-8.
  *   - attention, ffn, block: measured <= 1.6e-8, tolerance 1e-7. The worst cases are pure
  *     rounding (absolute errors ~2e-11) on inputs whose whole gradient is ~1e-3: x_q of a causal
@@ -31,6 +31,7 @@
 #include "conv.h"
 #include "embedding.h"
 #include "ffn.h"
+#include "check_helpers.h"
 #include "gradcheck.h"
 #include "layernorm.h"
 #include "linear.h"
@@ -39,14 +40,6 @@
 
 enum { MAX_INPUTS = 16 };
 static const double STEP = 1e-5; /* h for the element checks; see the top of the file */
-
-/* Adds U(-0.5, 0.5) to every parameter. */
-static void jitter(ParamSet *params, Rng *rng) {
-    for (int p = 0; p < params->count; p++) {
-        Tensor *t = params->items[p].tensor;
-        for (long i = 0; i < t->size; i++) t->data[i] += (real)rng_range(rng, -0.5, 0.5);
-    }
-}
 
 /* inputs = xs[0..n_x-1] then every parameter; returns the count. */
 static int gather_inputs(Tensor **inputs, Tensor *const *xs, int n_x, const ParamSet *params) {
@@ -63,7 +56,7 @@ static int gather_inputs(Tensor **inputs, Tensor *const *xs, int n_x, const Para
 static void check_and_free(GradcheckFn fn, void *layer, Tensor **xs, int n_x, ParamSet *params,
                            Rng *rng, GradcheckStats *stats) {
     Tensor *inputs[MAX_INPUTS];
-    jitter(params, rng);
+    check_jitter_params(params, rng);
     int n = gather_inputs(inputs, xs, n_x, params);
     gradcheck(fn, layer, inputs, n, &(GradcheckOptions){.step = STEP, .seed = rng_u64(rng)}, stats,
               NULL);
@@ -73,26 +66,6 @@ static void check_and_free(GradcheckFn fn, void *layer, Tensor **xs, int n_x, Pa
 
 static Tensor *input(Rng *rng, int ndim, const int *shape) {
     return gradcheck_input(rng, ndim, shape, -1, 1);
-}
-
-/* Like input(), but every row (last axis, if longer than 1) has a standard deviation of at least
- * 0.3, redrawing rows that do not. LayerNorm's curvature grows like 1/std^3: a nearly constant
- * row of 3 values (std 0.01 happens in [-1, 1)) would make the O(h^2) truncation error of
- * central differences, not the gradient, the thing measured. */
-static Tensor *input_spread_rows(Rng *rng, int ndim, const int *shape) {
-    Tensor *x = input(rng, ndim, shape);
-    long D = shape[ndim - 1];
-    for (long row = 0; D > 1 && row < x->size / D; row++) {
-        real *v = x->data + row * D;
-        for (;;) {
-            double mean = 0, var = 0;
-            for (long j = 0; j < D; j++) mean += v[j] / (double)D;
-            for (long j = 0; j < D; j++) var += (v[j] - mean) * (v[j] - mean) / (double)D;
-            if (var >= 0.09) break;
-            for (long j = 0; j < D; j++) v[j] = (real)rng_range(rng, -1, 1);
-        }
-    }
-    return x;
 }
 
 /* ---- linear: 1-d, 2-d (no reshape) and 3-d inputs; with and without bias; size 1 ---- */
@@ -132,7 +105,7 @@ static void check_layernorm_layer(Rng *rng, GradcheckStats *stats) {
         ParamSet params = {0};
         LayerNorm layer;
         layernorm_init(&layer, (LayerNormConfig){cases[k].dim, 0}, &params, "ln");
-        Tensor *x = input_spread_rows(rng, cases[k].ndim, cases[k].shape);
+        Tensor *x = check_input_spread_rows(rng, cases[k].ndim, cases[k].shape);
         check_and_free(layernorm_fn, &layer, &x, 1, &params, rng, stats);
     }
 }
@@ -290,13 +263,13 @@ static void check_block(Rng *rng, GradcheckStats *stats) {
         ParamSet params = {0};
         Block layer;
         block_init(&layer, (BlockConfig){c[0], c[1], c[2], c[3]}, &params, "block", rng);
-        Tensor *x = input_spread_rows(rng, 3, (int[]){c[4], c[5], c[0]});
+        Tensor *x = check_input_spread_rows(rng, 3, (int[]){c[4], c[5], c[0]});
         if (c[0] < 16) {
             check_and_free(block_fn, &layer, &x, 1, &params, rng, stats);
             continue;
         }
         Tensor *inputs[MAX_INPUTS];
-        jitter(&params, rng);
+        check_jitter_params(&params, rng);
         int n = gather_inputs(inputs, &x, 1, &params);
         gradcheck_direction(block_fn, &layer, inputs, n, &(GradcheckOptions){.seed = rng_u64(rng)},
                             stats);

@@ -68,6 +68,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_helpers.h"
 #include "gradcheck.h"
 #include "image_data.h"
 #include "model.h"
@@ -98,13 +99,6 @@ static Tensor *loss_fn(Tape *tape, Tensor *const *in, void *context) {
     return model_loss(tape, &c->model, logits, c->targets);
 }
 
-static void jitter(ParamSet *params, Rng *rng) {
-    for (int p = 0; p < params->count; p++) {
-        Tensor *t = params->items[p].tensor;
-        for (long i = 0; i < t->size; i++) t->data[i] += (real)rng_range(rng, -0.5, 0.5);
-    }
-}
-
 /* Every z_h at k + f tokens, f in [0.25, 0.75]: the span's kinks away from the step (see top). */
 static void place_spans(Model *model, Rng *rng) {
     for (int i = 0; i < model->config.layers; i++) {
@@ -121,7 +115,7 @@ static void place_spans(Model *model, Rng *rng) {
 static void case_init(ModelCase *c, const ModelConfig *config, int len, Rng *rng) {
     memset(c, 0, sizeof *c);
     model_init(&c->model, config, rng);
-    jitter(&c->model.params, rng);
+    check_jitter_params(&c->model.params, rng);
     place_spans(&c->model, rng);
     c->input.batch = BATCH;
     c->pred_step = POOL_STEP;
