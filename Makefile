@@ -4,6 +4,7 @@
 #   make test       build and run every cmocka suite, in float32 and float64
 #   make asan       the same suites under -fsanitize=address,undefined (in build-asan/)
 #   make valgrind   the float64 suites under valgrind --leak-check=full
+#   make valgrind-train  a short training run (train, eval, sample) under valgrind
 #   make lint       clang-format check and cppcheck
 #   make bench      the performance table (matmul GFLOP/s against OpenBLAS)
 #   make run        the main job (README's first command): train, sample, figures
@@ -40,7 +41,7 @@ TESTS32 := $(TEST_SRC:tests/%.c=$(BUILD)/tests32/%)
 TESTS64 := $(TEST_SRC:tests/%.c=$(BUILD)/tests64/%)
 
 # (run-tests is the part of `test` after the package check.)
-.PHONY: all test run-tests asan valgrind lint format bench run deps clean
+.PHONY: all test run-tests asan valgrind valgrind-train lint format bench run deps clean
 all: $(LIB32) $(LIB64) $(BUILD)/cpool $(BUILD)/cpool64
 
 # Quiet by default ("CC32 file.c"); `make V=1` shows the full command lines.
@@ -98,6 +99,11 @@ valgrind: deps
 	    $(TEST_SRC:tests/%.c=build-valgrind/tests64/%)
 	@OMP_NUM_THREADS=1 RUNNER="valgrind --quiet --suppressions=tools/valgrind.supp --leak-check=full --show-leak-kinds=definite,indirect,possible --errors-for-leak-kinds=definite,indirect,possible --error-exitcode=99" \
 	    tools/run-tests.sh $(TEST_SRC:tests/%.c=build-valgrind/tests64/%)
+
+# A short training run, evaluation and sampling through the float32 command, under valgrind.
+valgrind-train: deps
+	@$(MAKE) --no-print-directory BUILD=build-valgrind OPT="-O1" build-valgrind/cpool
+	@tools/valgrind-train.sh build-valgrind
 
 FORMAT_FILES := $(wildcard autograd/*.[ch] layers/*.[ch] train/*.[ch] tools/*.[ch] tests/*.[ch] bench/*.[ch] notebooks-c/*.[ch])
 lint:
