@@ -20,8 +20,14 @@
  *     tape_free(tape);
  *
  * Modes: tape->no_grad = 1 records nothing (evaluation); tape->anomaly = 1 checks every forward
- * output and every gradient produced in backward for NaN/Inf and fails naming the op and its
- * position on the tape.
+ * output and every gradient produced in backward for NaN/Inf and fails (cpool_fail) at the first
+ * one with one line naming the op, its position on the tape, its input and output shapes, and
+ * the element:
+ *
+ *     anomaly: op 'log' at tape position 0 (input 'w' (2); output (2)) produced NaN in its
+ *     forward output at element 1
+ *
+ * Inputs are named when tape->tensor_name is set (a trainer names its parameters this way).
  */
 #ifndef CPOOL_TAPE_H
 #define CPOOL_TAPE_H
@@ -51,11 +57,18 @@ struct Tape {
     int capacity;
     int no_grad; /* 1: ops record nothing and outputs do not require grad */
     int anomaly; /* 1: check every forward and backward output for NaN/Inf */
+    /* Anomaly messages name an input as tensor_name(input, tensor_name_user) says ("fc.weight"
+     * for a parameter), or by its shape alone when this is NULL or returns NULL. */
+    const char *(*tensor_name)(const Tensor *t, void *user);
+    void *tensor_name_user;
+    /* 1 once anomaly mode has found a NaN/Inf (set just before its cpool_fail, so a caller that
+     * catches the failure can tell it from other errors); tape_reset clears it. */
+    int anomaly_found;
 };
 
 Tape *tape_create(void);
 void tape_free(Tape *tape);
-void tape_reset(Tape *tape); /* forget all records and release the arena */
+void tape_reset(Tape *tape); /* forget all records, release the arena, clear anomaly_found */
 
 /* A new intermediate tensor in the arena: data uninitialised (tape_tensor) or zeroed. */
 Tensor *tape_tensor(Tape *tape, int ndim, const int *shape);
@@ -66,15 +79,24 @@ void *tape_save(Tape *tape, size_t bytes);
 /* Called by every op after computing `output` from `inputs`. If recording (not no_grad) and some
  * input requires grad, appends a record and marks the output as requiring grad; returns the
  * record (so the op can attach saved values) or NULL when nothing was recorded. In anomaly mode it
- * checks the output for NaN/Inf either way. */
+ * checks the output for NaN/Inf either way (the position named is then tape->n_records, the one
+ * the record gets or would get). */
 TapeRecord *tape_record(Tape *tape, const char *op, BackwardFn backward, Tensor *output,
                         int n_inputs, Tensor *const *inputs);
 
 /* The gradient buffer of t, allocated (zeroed, in the arena) on first use; NULL when t does not
  * require grad, so a backward can skip inputs that need nothing. */
 real *tape_grad(Tape *tape, Tensor *t);
+/* The same buffer for a backward that produces its whole contribution to t (all t->size
+ * elements) in one pass: on first use it is allocated WITHOUT zeroing and *overwrite = 1 (the
+ * caller must store, =, every element); later *overwrite = 0 (other contributions are there:
+ * add, +=). It saves zeroing a buffer only to add into it once. NULL (*overwrite = 0) when t
+ * does not require grad. */
+real *tape_grad_write(Tape *tape, Tensor *t, int *overwrite);
 
-/* Backward from a scalar loss: seeds d(loss)/d(loss) = 1 and walks the records in reverse. */
+/* Backward from a scalar loss: seeds d(loss)/d(loss) = 1 and walks the records in reverse. In
+ * anomaly mode, after each record's backward, every input gradient it added to is checked: the op
+ * named is the first (in backward order) whose contribution made a gradient non-finite. */
 void tape_backward(Tape *tape, Tensor *loss);
 /* Backward from any output with a given upstream gradient `seed` (output->size values): the
  * vector-Jacobian product used by the gradient checker and the layer lab. */

@@ -47,8 +47,9 @@ static ContextPoolConfig resolve_common(ContextPoolConfig c, const char *name) {
     if (!(c.s_max >= c.s_min && c.s_max <= 1e6))
         cpool_fail("%s: s_max=%g must be in [s_min, 1e6], s_min=%g", name, c.s_max, c.s_min);
     if (c.radius < 0) cpool_fail("%s: radius=%d must be >= 0 (0: ceil(3 s_max))", name, c.radius);
-    if (c.size_fixed && !(c.s_fixed >= 0 && isfinite(c.s_fixed)))
-        cpool_fail("%s: s_fixed=%g must be positive (0: 2)", name, c.s_fixed);
+    /* s^2 must stay finite in float32; at s = 1e9 every window is flat long before that. */
+    if (c.size_fixed && !(c.s_fixed >= 0 && c.s_fixed <= 1e9))
+        cpool_fail("%s: s_fixed=%g must be in (0, 1e9] (0: 2)", name, c.s_fixed);
     if (c.hidden == 0) c.hidden = c.dim / 4 > 8 ? c.dim / 4 : 8;
     if (c.kernel == 0) c.kernel = 3;
     if (c.radius == 0) c.radius = (int)ceil(3 * c.s_max);

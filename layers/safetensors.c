@@ -5,7 +5,8 @@
  *   2. the header bytes: no NUL, valid UTF-8, a JSON object with only whitespace after it;
  *   3. every entry: "__metadata__" (string -> string) or a tensor {dtype, shape, data_offsets};
  *   4. names unique; the tensors, sorted by offset, tile the data part exactly;
- *   5. the data, converted to `real` chunk by chunk.
+ *   5. the payload checksum, if the metadata has one: the CRC-32 of the data part as stored;
+ *   6. the data, converted to `real` chunk by chunk.
  * A Reader holds everything allocated on the way, so reader_free() cleans up on every path. */
 #include "safetensors.h"
 
@@ -18,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <zlib.h>
 
 #include "util.h"
 
@@ -399,7 +401,45 @@ static int check_layout(Reader *r) {
     return 0;
 }
 
-/* Stage 5: one tensor's bytes, converted to `real`. */
+/* Stage 5: the stored checksum, "0x" and exactly 8 hex digits, against the CRC-32 of the data
+ * part (read once more, in chunks: a checksum says nothing unless it covers the bytes as they
+ * are on the disk, before any conversion). A file without the key passes. */
+static int check_checksum(Reader *r) {
+    const cJSON *item =
+        r->metadata ? cJSON_GetObjectItemCaseSensitive(r->metadata, SAFETENSORS_CHECKSUM_KEY)
+                    : NULL;
+    if (!item) return 0;
+    const char *text = item->valuestring;
+    int well_formed = strlen(text) == 10 && text[0] == '0' && text[1] == 'x' &&
+                      strspn(text + 2, "0123456789abcdefABCDEF") == 8;
+    char vb[96];
+    if (!well_formed)
+        return path_error(r->err, r->err_len, r->path,
+                          "metadata '%s': expected 0x and 8 hex digits (the CRC-32 of the data "
+                          "part), got '%s'",
+                          SAFETENSORS_CHECKSUM_KEY, shown(text, vb));
+    unsigned long stored = strtoul(text + 2, NULL, 16);
+    if (fseeko(r->fp, (off_t)(8 + r->header_bytes), SEEK_SET) != 0)
+        return path_error(r->err, r->err_len, r->path, "cannot seek to the data part");
+    unsigned char chunk[CHUNK_BYTES];
+    uLong computed = crc32(0L, Z_NULL, 0);
+    for (uint64_t done = 0; done < r->data_bytes;) {
+        size_t want = r->data_bytes - done < CHUNK_BYTES ? (size_t)(r->data_bytes - done)
+                                                         : (size_t)CHUNK_BYTES;
+        if (fread(chunk, 1, want, r->fp) != want)
+            return path_error(r->err, r->err_len, r->path, "file ended inside its data part");
+        computed = crc32(computed, chunk, (uInt)want);
+        done += want;
+    }
+    if (computed != stored)
+        return path_error(r->err, r->err_len, r->path,
+                          "payload checksum mismatch (stored 0x%08lx, computed 0x%08lx): the file "
+                          "is damaged or was edited",
+                          stored, (unsigned long)computed);
+    return 0;
+}
+
+/* Stage 6: one tensor's bytes, converted to `real`. */
 static int read_values(Reader *r, const Entry *e, Tensor *t) {
     char nb[96];
     int width = dtype_bytes[e->dtype];
@@ -456,6 +496,7 @@ int safetensors_read(const char *path, SafetensorsFile *file, char *err, size_t 
     if (status == 0) status = read_header(&r);
     if (status == 0) status = parse_entries(&r);
     if (status == 0) status = check_layout(&r);
+    if (status == 0) status = check_checksum(&r);
     if (status == 0) status = fill_file(&r, file);
     reader_free(&r);
     if (status != 0) safetensors_file_free(file);
@@ -528,28 +569,63 @@ static char *build_header(const ParamSet *params, SafetensorsDtype dtype,
     return header;
 }
 
-static int write_values(FILE *fp, const real *values, long count, SafetensorsDtype dtype) {
+/* values[0..n) as little-endian dtype into chunk (n * width bytes). */
+static void encode_values(unsigned char *chunk, const real *values, long n,
+                          SafetensorsDtype dtype) {
+    int width = dtype_bytes[dtype];
+    for (long i = 0; i < n; i++) {
+        uint64_t bits;
+        if (dtype == SAFETENSORS_F32) {
+            float f = (float)values[i];
+            uint32_t b32;
+            memcpy(&b32, &f, 4);
+            bits = b32;
+        } else {
+            double v = (double)values[i];
+            memcpy(&bits, &v, 8);
+        }
+        for (int b = 0; b < width; b++) chunk[i * width + b] = (unsigned char)(bits >> (8 * b));
+    }
+}
+
+/* One tensor's values, encoded chunk by chunk; each chunk goes into *crc and, if fp, the file.
+ * Returns -1 if a write fails. */
+static int put_values(FILE *fp, const real *values, long count, SafetensorsDtype dtype,
+                      uLong *crc) {
     unsigned char chunk[CHUNK_BYTES];
     int width = dtype_bytes[dtype];
     long per_chunk = CHUNK_BYTES / width;
     for (long done = 0; done < count; done += per_chunk) {
         long n = count - done < per_chunk ? count - done : per_chunk;
-        for (long i = 0; i < n; i++) {
-            uint64_t bits;
-            if (dtype == SAFETENSORS_F32) {
-                float f = (float)values[done + i];
-                uint32_t b32;
-                memcpy(&b32, &f, 4);
-                bits = b32;
-            } else {
-                double v = (double)values[done + i];
-                memcpy(&bits, &v, 8);
-            }
-            for (int b = 0; b < width; b++) chunk[i * width + b] = (unsigned char)(bits >> (8 * b));
-        }
-        if (fwrite(chunk, (size_t)width, (size_t)n, fp) != (size_t)n) return -1;
+        encode_values(chunk, values + done, n, dtype);
+        *crc = crc32(*crc, chunk, (uInt)(n * width));
+        if (fp && fwrite(chunk, (size_t)width, (size_t)n, fp) != (size_t)n) return -1;
     }
     return 0;
+}
+
+static const real *values_of(const Tensor *t, SafetensorsWhich which) {
+    return which == SAFETENSORS_GRAD ? t->grad : t->data;
+}
+
+unsigned long safetensors_payload_crc32(const ParamSet *params, SafetensorsWhich which,
+                                        SafetensorsDtype dtype) {
+    uLong crc = crc32(0L, Z_NULL, 0);
+    for (int i = 0; i < params->count; i++) {
+        const Tensor *t = params->items[i].tensor;
+        if (which == SAFETENSORS_GRAD && !t->grad)
+            cpool_fail("safetensors_payload_crc32: parameter '%s' has no gradient",
+                       params->items[i].name);
+        put_values(NULL, values_of(t, which), t->size, dtype, &crc);
+    }
+    return (unsigned long)crc;
+}
+
+/* The value the caller gave for the checksum key, or NULL. */
+static const char *given_checksum(const char *const *metadata) {
+    for (int k = 0; metadata && metadata[k]; k += 2)
+        if (strcmp(metadata[k], SAFETENSORS_CHECKSUM_KEY) == 0) return metadata[k + 1];
+    return NULL;
 }
 
 static int check_savable(const char *path, const ParamSet *params, SafetensorsWhich which,
@@ -586,13 +662,27 @@ int safetensors_save_params(const char *path, const ParamSet *params, Safetensor
     int failed = fwrite(length, 1, 8, af.fp) != 8 ||
                  fwrite(header, 1, strlen(header), af.fp) != strlen(header);
     free(header);
+    uLong crc = crc32(0L, Z_NULL, 0);
     for (int i = 0; i < params->count && !failed; i++) {
         const Tensor *t = params->items[i].tensor;
-        failed = write_values(af.fp, which == SAFETENSORS_GRAD ? t->grad : t->data, t->size, dtype);
+        failed = put_values(af.fp, values_of(t, which), t->size, dtype, &crc);
     }
     if (failed) {
+        int code = errno;
         atomic_abort(&af);
-        return path_error(err, err_len, path, "write failed: %s", strerror(errno));
+        return path_error(err, err_len, path, "write failed: %s", strerror(code));
+    }
+    /* A checksum the caller computed must be the one of the bytes written: a wrong one would
+     * make a file that no reader accepts. */
+    const char *given = given_checksum(metadata);
+    char written[16];
+    snprintf(written, sizeof written, "0x%08lx", (unsigned long)crc);
+    if (given && strcmp(given, written) != 0) {
+        atomic_abort(&af);
+        char vb[96];
+        return path_error(err, err_len, path,
+                          "metadata '%s' is '%s' but the data written has CRC-32 %s",
+                          SAFETENSORS_CHECKSUM_KEY, shown(given, vb), written);
     }
     return atomic_close(&af, err, err_len);
 }

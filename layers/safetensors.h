@@ -26,6 +26,19 @@
  * Every function returns 0 on success, or -1 with that line in err and nothing allocated.
  * Writing is atomic (util.h): the path keeps its old content until the new file is complete.
  *
+ * A payload checksum, when a file carries one: the metadata key "checksum.crc32" holds the
+ * CRC-32 (zlib's crc32(), the one of gzip and PNG) of the whole data part, the bytes after the
+ * header, as "0x" and 8 hex digits ("0x1c291ca3"; a fixed width, so a tool can patch it in place).
+ * Reading verifies it whenever it is there and refuses a file whose data does not match:
+ *
+ *     run.safetensors: payload checksum mismatch (stored 0x1c291ca3, computed 0x0a8b5e21): the
+ *     file is damaged or was edited
+ *
+ * A file without the key (every other writer's, plain parameter files) is read as before;
+ * checkpoints (train/checkpoint.h) always carry it. A writer opts in by computing the value with
+ * safetensors_payload_crc32() and passing it in the metadata; safetensors_save_params checks it
+ * against the bytes it writes and refuses to write a wrong one.
+ *
  *     char err[256];
  *     if (safetensors_save_params("p.safetensors", &params, SAFETENSORS_DATA, SAFETENSORS_F32,
  *                                 NULL, err, sizeof err) != 0) { fprintf(stderr, "%s\n", err); }
@@ -59,6 +72,9 @@ typedef enum SafetensorsDtype {
 /* Which buffer of each parameter to save: the values or their gradients (same names). */
 typedef enum SafetensorsWhich { SAFETENSORS_DATA, SAFETENSORS_GRAD } SafetensorsWhich;
 
+/* The metadata key of the payload checksum (see the top of this file). */
+#define SAFETENSORS_CHECKSUM_KEY "checksum.crc32"
+
 /* The largest JSON header accepted, in bytes (the limit of the reference Rust reader). */
 #define SAFETENSORS_MAX_HEADER_BYTES 100000000L
 
@@ -88,6 +104,14 @@ const char *safetensors_file_metadata(const SafetensorsFile *file, const char *k
 int safetensors_save_params(const char *path, const ParamSet *params, SafetensorsWhich which,
                             SafetensorsDtype dtype, const char *const *metadata, char *err,
                             size_t err_len);
+
+/* The CRC-32 of the data part safetensors_save_params(path, params, which, dtype, ...) writes,
+ * for the SAFETENSORS_CHECKSUM_KEY metadata value:
+ *     char crc[16];
+ *     snprintf(crc, sizeof crc, "0x%08lx", safetensors_payload_crc32(&params, SAFETENSORS_DATA,
+ *                                                                     SAFETENSORS_F32));      */
+unsigned long safetensors_payload_crc32(const ParamSet *params, SafetensorsWhich which,
+                                        SafetensorsDtype dtype);
 
 /* Copy the file's tensors into the parameters of the same names. Every parameter must be in the
  * file with exactly its shape; a tensor in the file that the set does not have is an error unless

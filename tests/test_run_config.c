@@ -228,8 +228,8 @@ static void test_numbers_are_finite_and_in_range(void **state) {
                    "command line: lr=inf: expected a number > 0, got 'inf' (beyond a double's "
                    "range)");
     expect_refused(&run, "span_coef=nan",
-                   "command line: span_coef=nan: expected a number >= 0, got 'nan' (beyond a "
-                   "double's range)");
+                   "command line: span_coef=nan: expected a number >= 0, got 'nan' (not a "
+                   "number)");
 }
 
 static void test_choices_are_exact_names(void **state) {

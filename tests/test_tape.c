@@ -106,16 +106,133 @@ static void no_grad_records_nothing(void **state) {
     tensor_free(x);
 }
 
-static void anomaly_mode_names_op_and_position(void **state) {
-    (void)state;
+/* ---- Anomaly mode ---------------------------------------------------------------------------
+ * Every message is one line: "anomaly: op 'NAME' at tape position P (input(s) SHAPES; output
+ * SHAPE) produced NaN|Inf|-Inf in its forward output | in backward, in the gradient of its
+ * input I, at element E (index [..])". EXPECT_FAIL checks the substring, so each test spells out
+ * the part that proves the right op, position, shapes and element were found. */
+
+/* A tape in anomaly mode that names the tensor `named` as 'w' (as a trainer names parameters). */
+static const Tensor *named_tensor;
+
+static const char *name_w(const Tensor *t, void *user) {
+    (void)user;
+    return t == named_tensor ? "w" : NULL;
+}
+
+static Tape *anomaly_tape(const Tensor *named) {
     Tape *tape = tape_create();
     tape->anomaly = 1;
+    named_tensor = named;
+    tape->tensor_name = name_w;
+    return tape;
+}
+
+/* exp(3 * 1000) = e^3000 overflows to Inf in float32 (max e^88.7) and float64 (max e^709.8). */
+static void anomaly_forward_inf_from_exp_overflow(void **state) {
+    (void)state;
     Tensor *x = tensor_create(1, (int[]){2}, 1);
-    x->data[1] = 1000; /* exp(3000) overflows to Inf in any precision */
-    Tensor *y = triple(tape, x);
-    EXPECT_FAIL(op_exp(tape, y), "op 'exp' at tape position 1 produced Inf in its forward output");
+    x->data[1] = 1000;
+    Tape *tape = anomaly_tape(x);
+    Tensor *y = triple(tape, x); /* position 0: 0, 3000, finite */
+    EXPECT_FAIL(op_exp(tape, y), "anomaly: op 'exp' at tape position 1 (input (2); output (2)) "
+                                 "produced Inf in its forward output at element 1");
+    assert_int_equal(tape->anomaly_found, 1);
+    assert_int_equal(tape->n_records, 1); /* the failing op was not recorded */
+    tape_reset(tape);
+    assert_int_equal(tape->anomaly_found, 0);
     tape_free(tape);
     tensor_free(x);
+}
+
+/* log of a negative number is NaN, of 0 it is -Inf. The first bad element of the first bad op
+ * is named: element 4 of (2, 3) is index [1, 1]; element 5 is bad too, and exp after the log
+ * would be, but the check stops at the first. */
+static void anomaly_forward_nan_from_log_of_a_negative(void **state) {
+    (void)state;
+    Tensor *x = tensor_create(2, (int[]){2, 3}, 1);
+    for (long i = 0; i < x->size; i++) x->data[i] = 1 + (real)i;
+    x->data[4] = -1, x->data[5] = -2;
+    Tape *tape = anomaly_tape(x);
+    EXPECT_FAIL(op_exp(tape, op_log(tape, x)),
+                "anomaly: op 'log' at tape position 0 (input 'w' (2, 3); output (2, 3)) produced "
+                "NaN in its forward output at element 4 (index [1, 1])");
+    assert_int_equal(tape->n_records, 0); /* exp never ran */
+    tape_reset(tape);
+    x->data[4] = 0, x->data[5] = 1;
+    EXPECT_FAIL(op_log(tape, triple(tape, x)),
+                "op 'log' at tape position 1 (input (2, 3); output (2, 3)) produced -Inf in its "
+                "forward output at element 4 (index [1, 1])");
+    tape_free(tape);
+    tensor_free(x);
+}
+
+/* Outside anomaly mode nothing is checked: log(-1) is NaN and the ops go on. */
+static void without_anomaly_mode_nothing_is_checked(void **state) {
+    (void)state;
+    Tape *tape = tape_create();
+    Tensor *x = tensor_create(1, (int[]){1}, 1);
+    x->data[0] = -1;
+    Tensor *y = op_exp(tape, op_log(tape, x));
+    assert_true(isnan(y->data[0]));
+    assert_int_equal(tape->n_records, 2);
+    assert_int_equal(tape->anomaly_found, 0);
+    tape_free(tape);
+    tensor_free(x);
+}
+
+/* sqrt at 0: finite forward (0), but dy/dx = 1 / (2 sqrt x) = Inf. Here loss = sum(3 sqrt(w)):
+ * the sum's and triple's backwards are finite (1, then 3), sqrt's gives dw[0] = 3 / 0 = Inf. */
+static void anomaly_backward_inf_from_sqrt_at_zero(void **state) {
+    (void)state;
+    Tensor *w = tensor_create(1, (int[]){2}, 1);
+    w->data[1] = 4;
+    Tape *tape = anomaly_tape(w);
+    Tensor *loss = op_sum_all(tape, triple(tape, op_sqrt(tape, w))); /* positions 0, 1, 2 */
+    EXPECT_FAIL(tape_backward(tape, loss),
+                "anomaly: op 'sqrt' at tape position 0 (input 'w' (2); output (2)) produced Inf "
+                "in backward, in the gradient of its input 0 'w', at element 0");
+    tape_free(tape);
+    tensor_free(w);
+}
+
+/* sqrt(sqrt(w)) at w = 0: both sqrt backwards would give Inf; backward runs from the last record,
+ * so the outer sqrt (position 1) is the first to produce it and is the one named. */
+static void anomaly_backward_names_the_first_in_backward_order(void **state) {
+    (void)state;
+    Tensor *w = tensor_create(1, (int[]){1}, 1);
+    Tape *tape = anomaly_tape(w);
+    Tensor *loss = op_sum_all(tape, op_sqrt(tape, op_sqrt(tape, w))); /* positions 0, 1, 2 */
+    EXPECT_FAIL(tape_backward(tape, loss),
+                "anomaly: op 'sqrt' at tape position 1 (input (1); output (1)) produced Inf in "
+                "backward, in the gradient of its input 0, at element 0");
+    assert_true(w->grad[0] == 0); /* position 0 never ran its backward (it would add Inf) */
+    tape_free(tape);
+    tensor_free(w);
+}
+
+/* A test-only op y = a + b whose backward writes 0 / 0 = NaN into b's gradient at element 1:
+ * the check names the input (1) whose gradient went bad, not the one that stayed finite. */
+static void nan_grad_backward(Tape *tape, TapeRecord *record) {
+    plus_backward(tape, record);
+    real *db = tape_grad(tape, record->inputs[1]);
+    volatile real zero = 0; /* not folded: a real 0 / 0 at run time */
+    db[1] = zero / zero;
+}
+
+static void anomaly_backward_nan_names_the_input(void **state) {
+    (void)state;
+    Tensor *a = tensor_create(1, (int[]){2}, 1), *b = tensor_create(1, (int[]){2}, 1);
+    Tape *tape = anomaly_tape(b);
+    Tensor *y = tape_tensor(tape, 1, (int[]){2});
+    for (long i = 0; i < 2; i++) y->data[i] = a->data[i] + b->data[i];
+    tape_record(tape, "nan_grad", nan_grad_backward, y, 2, (Tensor *[]){a, b});
+    EXPECT_FAIL(tape_backward(tape, op_sum_all(tape, y)),
+                "anomaly: op 'nan_grad' at tape position 0 (inputs (2), 'w' (2); output (2)) "
+                "produced NaN in backward, in the gradient of its input 1 'w', at element 1");
+    tape_free(tape);
+    tensor_free(a);
+    tensor_free(b);
 }
 
 static void backward_of_non_scalar_fails(void **state) {
@@ -159,7 +276,12 @@ int main(void) {
         cmocka_unit_test(backward_walks_in_reverse_and_accumulates),
         cmocka_unit_test(input_used_twice_gets_both_contributions),
         cmocka_unit_test(no_grad_records_nothing),
-        cmocka_unit_test(anomaly_mode_names_op_and_position),
+        cmocka_unit_test(anomaly_forward_inf_from_exp_overflow),
+        cmocka_unit_test(anomaly_forward_nan_from_log_of_a_negative),
+        cmocka_unit_test(without_anomaly_mode_nothing_is_checked),
+        cmocka_unit_test(anomaly_backward_inf_from_sqrt_at_zero),
+        cmocka_unit_test(anomaly_backward_names_the_first_in_backward_order),
+        cmocka_unit_test(anomaly_backward_nan_names_the_input),
         cmocka_unit_test(backward_of_non_scalar_fails),
         cmocka_unit_test(arena_is_reused_after_reset),
         cmocka_unit_test(tensor_shapes_are_validated),

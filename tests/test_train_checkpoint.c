@@ -1,8 +1,11 @@
 /* test_train_checkpoint.c - checkpoints: an exact round trip of parameters, AdamW state and
  * training state; a run saved at step k, reloaded into a fresh model and continued is bit for
  * bit the run never interrupted; every malformed checkpoint is refused with one line naming the
- * file and the tensor or metadata key, and a refused load changes nothing. */
+ * file and the tensor or metadata key, and a refused load changes nothing; a change to any byte
+ * of the tensor data is caught by the payload checksum, which every checkpoint must carry. */
 #include "test_train_util.h"
+
+#include <ctype.h>
 
 #include "checkpoint.h"
 #include "embedding.h"
@@ -195,7 +198,8 @@ static void test_parameters_alone_load_into_a_model_for_evaluation(void **state_
 
 /* Rewrite the checkpoint at `from` into TEMP/to_name with metadata key set to value (NULL:
  * removed, a new key: added; key NULL: metadata unchanged) and, if drop is not NULL, without the
- * tensor called drop. */
+ * tensor called drop. The payload checksum is recomputed for what is written (the writer refuses
+ * a wrong one), unless key is the checksum's own. */
 static const char *rewrite(const char *from, const char *to_name, const char *key,
                            const char *value, const char *drop) {
     SafetensorsFile file;
@@ -210,12 +214,16 @@ static const char *rewrite(const char *from, const char *to_name, const char *ke
     }
     const char *list[64];
     int n = 0, replaced = 0;
+    char checksum[16];
+    snprintf(checksum, sizeof checksum, "0x%08lx",
+             safetensors_payload_crc32(&view, SAFETENSORS_DATA, SAFETENSORS_REAL));
     for (int k = 0; k < file.n_metadata; k++) {
         int is_key = key && strcmp(file.metadata_keys[k], key) == 0;
+        int is_checksum = strcmp(file.metadata_keys[k], SAFETENSORS_CHECKSUM_KEY) == 0;
         replaced |= is_key;
         if (is_key && !value) continue;
         list[n++] = file.metadata_keys[k];
-        list[n++] = is_key ? value : file.metadata_values[k];
+        list[n++] = is_key ? value : is_checksum ? checksum : file.metadata_values[k];
     }
     if (key && !replaced && value) list[n++] = key, list[n++] = value;
     list[n] = NULL;
@@ -287,6 +295,9 @@ static void test_every_bad_metadata_value_is_named(void **state_) {
          "per parameter), got '1010'"},
         {"optim.decay", "10201", "metadata 'optim.decay': expected 5 characters"},
         {"real", REAL_NAME "x", "metadata 'real': expected '" REAL_NAME "' (resume with the build"},
+        {SAFETENSORS_CHECKSUM_KEY, NULL,
+         "missing metadata 'checksum.crc32' (every checkpoint carries the CRC-32 of its tensor "
+         "data)"},
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++)
         expect_refused(rewrite(good, "bad.safetensors", cases[k].key, cases[k].value, NULL),
@@ -342,6 +353,145 @@ static void test_missing_extra_and_misshapen_tensors_are_named(void **state_) {
     tiny_free(&plain);
 }
 
+/* --- The payload checksum --------------------------------------------------------------------
+ */
+
+/* Where the data part of the safetensors file bytes[0..n) starts: after the 8-byte length and
+ * the header. */
+static size_t data_start(const char *bytes, size_t n) {
+    assert_true(n >= 8);
+    uint64_t header = 0;
+    for (int i = 7; i >= 0; i--) header = header << 8 | (unsigned char)bytes[i];
+    assert_true(header <= n - 8);
+    return 8 + (size_t)header;
+}
+
+/* The offset of the checksum's 8 hex digits in the header of bytes (a good checkpoint). */
+static size_t checksum_digits(const char *bytes) {
+    const char *key = strstr(bytes + 8, "\"" SAFETENSORS_CHECKSUM_KEY "\":\"0x");
+    assert_non_null(key);
+    return (size_t)(key - bytes) + strlen("\"" SAFETENSORS_CHECKSUM_KEY "\":\"0x");
+}
+
+/* Both readers refuse `path` with one line that starts with the path and says `expected`. */
+static void expect_both_refuse(const char *path, const char *expected) {
+    expect_refused(path, expected);
+    char *config = NULL, err[512];
+    assert_int_equal(checkpoint_read_config(path, &config, err, sizeof err), -1);
+    assert_null(config);
+    if (strncmp(err, path, strlen(path)) != 0 || !strstr(err, expected) || strchr(err, '\n'))
+        fail_msg("checkpoint_read_config: error \"%s\" is not one line naming %s and saying "
+                 "\"%s\"",
+                 err, path, expected);
+}
+
+static void test_every_damaged_data_byte_is_caught(void **state_) {
+    (void)state_;
+    Tiny a;
+    tiny_init(&a, 1);
+    TrainState state = fresh_state();
+    train_until(&a, &state, 2);
+    char good[1024], bad[1024];
+    snprintf(good, sizeof good, "%s", train_temp_path("sum.safetensors"));
+    snprintf(bad, sizeof bad, "%s", train_temp_path("sum_bad.safetensors"));
+    save_ok(good, &a, &state);
+    tiny_free(&a);
+    size_t n;
+    char *bytes = train_read_file(good, &n);
+    size_t start = data_start(bytes, n);
+    assert_true(start < n);
+    /* A CRC-32 detects every burst of errors 32 bits long or shorter, so every single byte
+     * changed anywhere in the data part is caught: each one is tried (the data part is a few KB).
+     * The new value is the old one with all bits flipped, the largest change within a byte. */
+    char message[1200];
+    for (size_t at = start; at < n; at++) {
+        bytes[at] = (char)~bytes[at];
+        train_write_file(bad, bytes, n);
+        bytes[at] = (char)~bytes[at];
+        SafetensorsFile file;
+        char err[512];
+        if (safetensors_read(bad, &file, err, sizeof err) == 0)
+            fail_msg("byte %zu of %zu changed, and the file still reads", at, n);
+        snprintf(message, sizeof message, "%s: payload checksum mismatch (stored 0x", bad);
+        if (strncmp(err, message, strlen(message)) != 0 ||
+            !strstr(err, "): the file is damaged or was edited") || strchr(err, '\n'))
+            fail_msg("byte %zu changed: error \"%s\"", at, err);
+    }
+    /* one of them through both checkpoint readers, which change nothing */
+    bytes[n - 1] ^= 0x01;
+    train_write_file(bad, bytes, n);
+    expect_both_refuse(bad, "payload checksum mismatch (stored 0x");
+    free(bytes);
+}
+
+static void test_stored_checksum_is_checked_and_named(void **state_) {
+    (void)state_;
+    Tiny a;
+    tiny_init(&a, 1);
+    TrainState state = fresh_state();
+    char good[1024], bad[1024];
+    snprintf(good, sizeof good, "%s", train_temp_path("stored.safetensors"));
+    snprintf(bad, sizeof bad, "%s", train_temp_path("stored_bad.safetensors"));
+    save_ok(good, &a, &state);
+    size_t n;
+    char *bytes = train_read_file(good, &n);
+    size_t digits = checksum_digits(bytes);
+    char saved[9];
+    memcpy(saved, bytes + digits, 8);
+    saved[8] = '\0';
+
+    /* a different, well-formed value: the message shows both, stored first */
+    const char *other = strcmp(saved, "0badf00d") == 0 ? "0badf00e" : "0badf00d";
+    memcpy(bytes + digits, other, 8);
+    train_write_file(bad, bytes, n);
+    char expected[256];
+    snprintf(expected, sizeof expected,
+             "payload checksum mismatch (stored 0x%s, computed 0x%s): the file is damaged or was "
+             "edited",
+             other, saved);
+    expect_both_refuse(bad, expected);
+
+    /* values that are not 0x and 8 hex digits (the same length, so the header stays valid) */
+    const char *malformed[] = {"0badf0g0", "-1234567", " 1234567", "1234567 "};
+    for (size_t k = 0; k < sizeof malformed / sizeof malformed[0]; k++) {
+        memcpy(bytes + digits, malformed[k], 8);
+        train_write_file(bad, bytes, n);
+        expect_both_refuse(bad, "metadata 'checksum.crc32': expected 0x and 8 hex digits (the "
+                                "CRC-32 of the data part), got '0x");
+    }
+    memcpy(bytes + digits - 1, "X", 1); /* "0X...": the prefix is "0x" exactly */
+    memcpy(bytes + digits, saved, 8);
+    train_write_file(bad, bytes, n);
+    expect_both_refuse(bad, "metadata 'checksum.crc32': expected 0x and 8 hex digits");
+    free(bytes);
+
+    /* upper-case digits are the same number */
+    bytes = train_read_file(good, &n);
+    for (int i = 0; i < 8; i++) bytes[digits + i] = (char)toupper((unsigned char)bytes[digits + i]);
+    train_write_file(bad, bytes, n);
+    Tiny b;
+    tiny_init(&b, 4);
+    TrainState loaded;
+    load_ok(bad, &b, &loaded);
+    assert_same_model(&a, &b);
+    free(loaded.config);
+    tiny_free(&b);
+    free(bytes);
+
+    /* the writer will not put a wrong checksum into a file */
+    char err[512];
+    const char *wrong[] = {"format", CHECKPOINT_FORMAT, SAFETENSORS_CHECKSUM_KEY, "0x00000000",
+                           NULL};
+    const char *never = train_temp_path("never_written.safetensors");
+    assert_int_equal(safetensors_save_params(never, &a.params, SAFETENSORS_DATA, SAFETENSORS_REAL,
+                                             wrong, err, sizeof err),
+                     -1);
+    assert_non_null(strstr(err, "metadata 'checksum.crc32' is '0x00000000' but the data written "
+                                "has CRC-32 0x"));
+    assert_int_equal(access(never, F_OK), -1);
+    tiny_free(&a);
+}
+
 static void test_programming_errors_fail_loudly(void **state_) {
     (void)state_;
     Tiny a, b;
@@ -365,6 +515,8 @@ int main(void) {
         cmocka_unit_test(test_parameters_alone_load_into_a_model_for_evaluation),
         cmocka_unit_test(test_every_bad_metadata_value_is_named),
         cmocka_unit_test(test_missing_extra_and_misshapen_tensors_are_named),
+        cmocka_unit_test(test_every_damaged_data_byte_is_caught),
+        cmocka_unit_test(test_stored_checksum_is_checked_and_named),
         cmocka_unit_test(test_programming_errors_fail_loudly),
     };
     return cmocka_run_group_tests_name("train: checkpoint (" REAL_NAME ")", tests,

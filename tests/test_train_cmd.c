@@ -5,8 +5,11 @@
  *   - broken data (missing, empty, too short, a directory, unreadable, truncated or mislabelled
  *     IDX files) and bad command lines are one line on stderr with exit status 1 (data) or 2
  *     (usage), and leave no checkpoint or result behind;
- *   - a diverging run (lr = 1e300) stops with "training loss is nan" (or inf), exit 1, and keeps
- *     its last checkpoint;
+ *   - a diverging run (an lr whose first update overflows the next forward) stops at the step
+ *     whose loss is NaN with exit 1 and one line naming the first op that produced a NaN/Inf (a
+ *     re-run of the step in anomaly mode), and keeps its last checkpoint byte for byte; so does
+ *     --anomaly, which names the same op and otherwise changes no bit of a run; a NaN gradient
+ *     (planted) never reaches the parameters;
  *   - eval reproduces the run's own valid and test numbers; sample is deterministic for a seed,
  *     greedy at temperature 0, the same greedy with --top-k 1, and refuses an image model.
  *
@@ -28,15 +31,40 @@
 #include <sys/wait.h>
 #include <zlib.h>
 
-#define print_help train_print_help
-#define parse_args train_parse_args
-#define EXIT_DATA  TRAIN_EXIT_DATA
-#define EXIT_USAGE TRAIN_EXIT_USAGE
+/* cmd_train's calls to clip_grad_norm and adamw_step go through these spies (the #defines
+ * around its #include): a test can plant a NaN in a gradient just before the norm is measured,
+ * and every test can count the updates. */
+#include "optim.h"
+
+static struct {
+    long clip_calls;
+    long poison_at; /* the clip call (1 = the first) whose first gradient turns NaN; 0: none */
+    long updates;
+} spy;
+
+static double spy_clip_grad_norm(ParamSet *params, double max_norm) {
+    if (++spy.clip_calls == spy.poison_at) params->items[0].tensor->grad[0] = (real)NAN;
+    return clip_grad_norm(params, max_norm);
+}
+
+static void spy_adamw_step(AdamW *opt, double lr) {
+    spy.updates++;
+    adamw_step(opt, lr);
+}
+
+#define print_help     train_print_help
+#define parse_args     train_parse_args
+#define EXIT_DATA      TRAIN_EXIT_DATA
+#define EXIT_USAGE     TRAIN_EXIT_USAGE
+#define clip_grad_norm spy_clip_grad_norm
+#define adamw_step     spy_adamw_step
 #include "../tools/cmd_train.c"
 #undef print_help
 #undef parse_args
 #undef EXIT_DATA
 #undef EXIT_USAGE
+#undef clip_grad_norm
+#undef adamw_step
 #define print_help eval_print_help
 #define parse_args eval_parse_args
 #define EXIT_DATA  EVAL_EXIT_DATA
@@ -71,12 +99,13 @@ int plot_run_figures(const char *run_dir, const char *ckpt_path, char *err, size
 
 /* ---- The checkpoint hook (see the top of the file) --------------------------------------- */
 
-typedef enum HookAction { HOOK_NONE, HOOK_INTERRUPT, HOOK_KILL } HookAction;
+typedef enum HookAction { HOOK_NONE, HOOK_INTERRUPT, HOOK_KILL, HOOK_COPY } HookAction;
 
 static struct {
     HookAction action;
-    int at;    /* act at this rename onto a checkpoint.safetensors (1 = the first) */
-    int count; /* such renames so far */
+    int at;               /* act at this rename onto a checkpoint.safetensors (1 = the first) */
+    int count;            /* such renames so far */
+    char copy_path[1024]; /* HOOK_COPY: after every such rename, the new file is copied here */
 } hook;
 
 static void hook_set(HookAction action, int at) {
@@ -88,6 +117,16 @@ static int ends_with(const char *text, const char *suffix) {
     return n >= m && strcmp(text + n - m, suffix) == 0;
 }
 
+/* from's bytes into a new file `to` (plain stdio: it runs inside cmd_train, in a child). */
+static void copy_file(const char *from, const char *to) {
+    FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+    char buffer[4096];
+    size_t n;
+    while (in && out && (n = fread(buffer, 1, sizeof buffer, in)) > 0) fwrite(buffer, 1, n, out);
+    if (in) fclose(in);
+    if (out) fclose(out);
+}
+
 int rename(const char *from, const char *to) {
     int acting = hook.action != HOOK_NONE && ends_with(to, "/checkpoint.safetensors") &&
                  ++hook.count == hook.at;
@@ -97,6 +136,8 @@ int rename(const char *from, const char *to) {
         hook.action = HOOK_NONE;
         raise(SIGINT); /* cmd_train's handler only sets its flag */
     }
+    if (status == 0 && hook.action == HOOK_COPY && ends_with(to, "/checkpoint.safetensors"))
+        copy_file(to, hook.copy_path);
     return status;
 }
 
@@ -344,14 +385,6 @@ static void assert_one_line(const char *prefix, const char *contains) {
         fail_msg("expected one line on stderr, got:\n%s", err_text);
     if (strncmp(err_text, prefix, strlen(prefix)) != 0 || !strstr(err_text, contains))
         fail_msg("stderr '%s' is not '%s...%s...'", err_text, prefix, contains);
-}
-
-/* The last line of stderr. */
-static const char *last_err_line(void) {
-    size_t n = strlen(err_text);
-    while (n > 0 && err_text[n - 1] == '\n') err_text[--n] = '\0';
-    const char *line = strrchr(err_text, '\n');
-    return line ? line + 1 : err_text;
 }
 
 /* Nothing of a run in dir: no checkpoint, result, loss curve or config. */
@@ -722,58 +755,162 @@ static void resume_without_a_checkpoint_is_one_line_and_exit_1(void **state) {
 
 /* ---- Divergence --------------------------------------------------------------------------- */
 
-/* lr = 1e300: step 1 is finite and saved; step 2's loss is not: stop, exit 1, the step-1
- * checkpoint kept (not replaced), no result. With and without the pools, whose predicted sizes
- * turn NaN too. Run in a child, as the program: a failing op would end it there. */
-static void a_diverging_run_stops_with_its_last_checkpoint(void **state) {
+/* An lr whose first update leaves the parameters finite but whose next forward overflows. Adam's
+ * first step moves every parameter by about lr (m / sqrt(v) = sign(g)), so they reach ~lr, and a
+ * product of two of them overflows: 1e30 in float32 (max 3.4e38), 1e300 in float64 (max 1.8e308).
+ * Step 1 computes a finite loss and is saved; step 2's loss is NaN. */
+static const char *overflowing_lr(void) {
+    return sizeof(real) == 4 ? "lr=1e30" : "lr=1e300";
+}
+
+/* The tiny charlm with an overflowing lr, a checkpoint every step, `pool` and `option` (or
+ * NULL), run in a forked child as the program runs; every checkpoint it puts in place is copied
+ * to TEMP/copied.safetensors (the rename hook). Returns the exit status. */
+static int run_diverging(const char *dir, const char *pool, const char *option) {
+    char data[1100];
+    snprintf(data, sizeof data, "data=%s", temp("text.txt"));
+    char *argv[] = {"train",
+                    data,
+                    "dim=16",
+                    "heads=2",
+                    "layers=1",
+                    "seq_len=16",
+                    "batch=4",
+                    "steps=12",
+                    (char *)overflowing_lr(),
+                    "warmup=0",
+                    "checkpoint_every=1",
+                    (char *)pool,
+                    "--threads",
+                    "1",
+                    "--quiet",
+                    "--no-plots",
+                    "--out",
+                    (char *)dir,
+                    (char *)option,
+                    NULL};
+    unlink(temp("copied.safetensors"));
+    hook_set(HOOK_COPY, 0);
+    snprintf(hook.copy_path, sizeof hook.copy_path, "%s", temp("copied.safetensors"));
+    int status = run_argv_in_child(cmd_train, argv, -1);
+    hook_set(HOOK_NONE, 0);
+    return status;
+}
+
+/* A run that diverged at step 2: exit 1; on stderr the start line and exactly one more,
+ * "cpool train: training diverged at step 2: ...; stopped (the checkpoint of step 1 is kept)",
+ * naming an op and its tape position; the checkpoint on disk is byte for byte the last one the
+ * run put in place, and is step 1's: nothing newer was written, not even in part (no temp file);
+ * loss.csv ends at step 1 and there is no result.txt, as for any run that stops early. Returns
+ * the message between "step 2: " and "; stopped". */
+static char *assert_diverged_at_step_2(const char *dir, int status) {
+    const char *prefix = "cpool train: training diverged at step 2: ";
+    const char *suffix = "; stopped (the checkpoint of step 1 is kept)\n";
+    const char *line = strchr(err_text, '\n');
+    if (status != 1 || strncmp(err_text, "training charlm: ", 17) != 0 || !line ||
+        count_lines(err_text) != 2 || strncmp(line + 1, prefix, strlen(prefix)) != 0 ||
+        !ends_with(line + 1, suffix) || !strstr(line, "op '") ||
+        !strstr(line, " at tape position "))
+        fail_msg("exit %d, stderr:\n%s", status, err_text);
+    size_t n_disk, n_copy;
+    char *disk = train_read_file(in_dir(dir, "checkpoint.safetensors"), &n_disk);
+    char *copy = train_read_file(temp("copied.safetensors"), &n_copy);
+    assert_true(n_disk == n_copy && memcmp(disk, copy, n_disk) == 0);
+    free(disk), free(copy);
+    assert_int_equal(checkpoint_step(in_dir(dir, "checkpoint.safetensors")), 1);
+    assert_false(holds_file_starting(dir, "checkpoint.safetensors.tmp"));
+    char *curve = curve_without_time(dir);
+    assert_int_equal(count_lines(curve), 2); /* the header and step 1's row */
+    assert_non_null(strstr(curve, "\n1,"));
+    free(curve);
+    assert_false(exists(in_dir(dir, "result.txt")));
+    const char *from = line + 1 + strlen(prefix);
+    return strndup(from, strlen(from) - strlen(suffix));
+}
+
+/* Step 2's loss is NaN: the parameters are not updated, the step is re-run in anomaly mode and
+ * the one line names the first op that overflowed, with its shapes and the parameter among its
+ * inputs. Without a pool that is the first matrix product with a parameter of size ~lr, the
+ * attention's qkv projection (the embeddings and the layer norm before it stay finite; whether
+ * the overflow shows as Inf or, summed with -Inf inside the product, NaN depends on the build);
+ * with the pools, the pool refuses the NaN sizes first, and the re-run finds the predictor's
+ * first convolution, which overflowed before them. */
+static void a_diverging_run_names_the_first_op_and_keeps_its_checkpoint(void **state) {
     (void)state;
-    const char *pools[2] = {"pool=none", "pool=contextpool"};
-    for (int k = 0; k < 2; k++) {
-        const char *dir = temp(k ? "nan-pool" : "nan");
-        char data[1100];
-        snprintf(data, sizeof data, "data=%s", temp("text.txt"));
-        char *argv[] = {"train",
-                        data,
-                        "dim=16",
-                        "heads=2",
-                        "layers=1",
-                        "seq_len=16",
-                        "batch=4",
-                        "steps=12",
-                        "lr=1e300",
-                        "warmup=0",
-                        "checkpoint_every=1",
-                        (char *)pools[k],
-                        "--threads",
-                        "1",
-                        "--quiet",
-                        "--no-plots",
-                        "--out",
-                        (char *)dir,
-                        NULL};
-        int status = run_argv_in_child(cmd_train, argv, -1);
-        const char *line = last_err_line();
-        /* The loss turns NaN, or a parameter does (float32 reaches inf at the first update), or
-         * with the pools the predicted sizes do first and the pool refuses them: either way the
-         * step is named, and the message says which checkpoint is kept. */
-        long step = 0, kept = -1;
-        const char *at = strstr(line, " at step ");
-        if (at) step = strtol(at + 9, NULL, 10);
-        const char *note = strstr(line, "; stopped (the checkpoint of step ");
-        if (note) kept = strtol(note + 34, NULL, 10);
-        if (status != 1 || strncmp(line, "cpool train: training ", 22) != 0 || step < 1 ||
-            (!note && !strstr(line, "; stopped (no checkpoint was written yet)")))
-            fail_msg("%s: exit %d, last line '%s'", pools[k], status, line);
-        assert_true(strstr(line, "nan") || strstr(line, "inf"));
-        if (note) {
-            assert_int_equal(kept, step - 1); /* checkpoint_every=1 */
-            assert_int_equal(checkpoint_step(in_dir(dir, "checkpoint.safetensors")), kept);
-        } else {
-            assert_int_equal(step, 1);
-            assert_false(exists(in_dir(dir, "checkpoint.safetensors")));
-        }
-        assert_false(exists(in_dir(dir, "result.txt")));
-    }
+    char *message =
+        assert_diverged_at_step_2(temp("nan"), run_diverging(temp("nan"), "pool=none", NULL));
+    const char *expected = "the loss is NaN; the first non-finite value of the step: op '";
+    if (strncmp(message, expected, strlen(expected)) != 0 ||
+        !strstr(message, "'blocks.0.attn.qkv.weight' (48, 16)") ||
+        !strstr(message, ") produced ") || !strstr(message, " in its forward output at element "))
+        fail_msg("pool=none: '%s'", message);
+    free(message);
+    message = assert_diverged_at_step_2(temp("nan-pool"),
+                                        run_diverging(temp("nan-pool"), "pool=contextpool", NULL));
+    if (!strstr(message, "op_contextpool1d: support sizes s must be positive and finite") ||
+        !strstr(message,
+                "; the first non-finite value of the step: op 'conv1d' at tape position ") ||
+        !strstr(message, "'blocks.0.pool.pred.0.weight'"))
+        fail_msg("pool=contextpool: '%s'", message);
+    free(message);
+}
+
+/* --anomaly checks every step: step 2 stops inside its forward, at the op the re-run found
+ * (the message has no symptom: the loss was never computed). */
+static void anomaly_mode_names_the_same_op(void **state) {
+    (void)state;
+    const char *dir = temp("nan-checked");
+    char *message = assert_diverged_at_step_2(dir, run_diverging(dir, "pool=none", "--anomaly"));
+    char *rerun =
+        assert_diverged_at_step_2(temp("nan"), run_diverging(temp("nan"), "pool=none", "--force"));
+    const char *found = strstr(rerun, "; the first non-finite value of the step: op '");
+    assert_non_null(found);
+    assert_string_equal(message, found + 2); /* the same op, position, shapes and element */
+    free(message), free(rerun);
+}
+
+/* The checks only read: a run with --anomaly computes the reference run's bits. */
+static void anomaly_mode_changes_no_bit(void **state) {
+    (void)state;
+    const char *dir = temp("checked");
+    int status = train_tiny(dir, "--quiet", "--anomaly", NULL);
+    if (status != 0) fail_msg("the --anomaly run failed (%d): %s", status, err_text);
+    assert_same_checkpoint(in_dir(reference_run(), "checkpoint.safetensors"),
+                           in_dir(dir, "checkpoint.safetensors"));
+    char *want = curve_without_time(reference_run()), *got = curve_without_time(dir);
+    assert_string_equal(want, got);
+    free(want), free(got);
+}
+
+/* A NaN planted in a gradient at step 3, once (after backward, before the norm): the norm is NaN,
+ * so there is no update (two in all, never a third); the re-run finds every op finite (the plant
+ * is not an op) and says so; the step-2 checkpoint is kept. In this process: the spies count. */
+static void a_nan_gradient_never_reaches_the_parameters(void **state) {
+    (void)state;
+    const char *dir = temp("nan-gradient");
+    spy.clip_calls = 0, spy.updates = 0, spy.poison_at = 3;
+    hook_set(HOOK_COPY, 0);
+    snprintf(hook.copy_path, sizeof hook.copy_path, "%s", temp("copied.safetensors"));
+    int status = train_tiny(dir, "checkpoint_every=1", "--quiet", NULL);
+    hook_set(HOOK_NONE, 0);
+    spy.poison_at = 0;
+    assert_int_equal(status, 1);
+    assert_int_equal(spy.updates, 2);
+    assert_int_equal(spy.clip_calls, 4); /* steps 1, 2, 3 and the re-run of 3 */
+    assert_int_equal(count_lines(err_text), 2);
+    const char *line = strchr(err_text, '\n') + 1;
+    if (strncmp(line, "cpool train: training diverged at step 3: the gradient norm is NaN (loss ",
+                63) != 0 ||
+        !strstr(line, "but anomaly checks found no NaN or Inf in any op's output or gradient (the "
+                      "step's re-run computed a finite loss and gradient norm: the step is not "
+                      "reproducible); stopped (the checkpoint of step 2 is kept)\n"))
+        fail_msg("stderr:\n%s", err_text);
+    size_t n_disk, n_copy;
+    char *disk = train_read_file(in_dir(dir, "checkpoint.safetensors"), &n_disk);
+    char *copy = train_read_file(temp("copied.safetensors"), &n_copy);
+    assert_true(n_disk == n_copy && memcmp(disk, copy, n_disk) == 0);
+    free(disk), free(copy);
+    assert_int_equal(checkpoint_step(in_dir(dir, "checkpoint.safetensors")), 2);
 }
 
 /* ---- eval --------------------------------------------------------------------------------- */
@@ -823,7 +960,7 @@ static void eval_bad_arguments(void **state) {
     assert_int_equal(run(cmd_eval, "eval", "--ckpt", ckpt, "--split", "dev", NULL), 2);
     assert_one_line("cpool eval: ", "--split dev: expected valid, test or train");
     assert_int_equal(run(cmd_eval, "eval", "--ckpt", ckpt, "--batches", "0", NULL), 2);
-    assert_one_line("cpool eval: ", "--batches 0: expected a positive integer");
+    assert_one_line("cpool eval: ", "--batches 0: expected "); /* the wording is cmd_eval.c's */
     assert_int_equal(run(cmd_eval, "eval", "--ckpt", ckpt, "--fast", "1", NULL), 2);
     assert_one_line("cpool eval: ", "unknown option '--fast'");
     assert_int_equal(run(cmd_eval, "eval", "--ckpt", temp("none.safetensors"), NULL), 1);
@@ -924,7 +1061,10 @@ int main(void) {
         cmocka_unit_test(bad_command_lines_are_one_line_and_exit_2),
         cmocka_unit_test(a_run_is_not_replaced_without_force),
         cmocka_unit_test(resume_without_a_checkpoint_is_one_line_and_exit_1),
-        cmocka_unit_test(a_diverging_run_stops_with_its_last_checkpoint),
+        cmocka_unit_test(a_diverging_run_names_the_first_op_and_keeps_its_checkpoint),
+        cmocka_unit_test(anomaly_mode_names_the_same_op),
+        cmocka_unit_test(anomaly_mode_changes_no_bit),
+        cmocka_unit_test(a_nan_gradient_never_reaches_the_parameters),
         cmocka_unit_test(eval_reproduces_the_runs_valid_and_test_numbers),
         cmocka_unit_test(eval_bad_arguments),
         cmocka_unit_test(sample_is_deterministic_and_greedy_at_temperature_0),

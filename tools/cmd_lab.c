@@ -8,12 +8,10 @@
  * docs/lab.md has a complete example.
  *
  * The work is lab_run(), which takes argv and returns the exit status with the error as one line,
- * so tests call it directly. Errors raised deep inside a layer or op (cpool_fail) are caught with
- * an error handler that longjmp()s back to lab_run, which frees everything through the LabRun
- * struct and returns: 2 if the layer refused its config (a usage error), 1 for anything about
- * the data. */
+ * so tests call it directly. Errors raised deep inside a layer or op (cpool_fail) are caught by
+ * cpool_try in lab_run, which frees everything through the LabRun struct and returns: 2 if the
+ * layer refused its config (a usage error), 1 for anything about the data. */
 #include <errno.h>
-#include <setjmp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,7 +43,7 @@ typedef struct LabRun {
     void *layer;
     Tensor *grad_out;
     Tensor *y, *aux[LAB_MAX_AUX];
-    jmp_buf escape;
+    int status;      /* what lab_steps returned */
     int fail_status; /* the exit status a cpool_fail() means in the current phase */
     FILE *report;    /* progress lines, or NULL */
     char *err;
@@ -238,10 +236,24 @@ static int load_input(LabRun *run) {
     return 0;
 }
 
+/* Token ids must index the table: checked here, so the error names the file (the op's own check
+ * would only say which position). */
+static int check_ids(LabRun *run) {
+    const LabInput *in = &run->input;
+    long n = 1, vocab = lab_int(&run->options.config, "vocab");
+    for (int d = 0; d < in->ids_ndim; d++) n *= in->ids_shape[d];
+    for (long i = 0; i < n; i++)
+        if (in->ids[i] < 0 || in->ids[i] >= vocab)
+            return lab_error(run, EXIT_DATA, "%s: id %d at flat index %ld is not in [0, vocab=%ld)",
+                             run->options.in_path, in->ids[i], i, vocab);
+    return 0;
+}
+
 /* The layer and its parameters: initialised from the seed, then overwritten by --params. */
 static int build_layer(LabRun *run) {
     LabOptions *o = &run->options;
     if (lab_config_resolve(&o->config, &run->input, run->err, run->err_len) != 0) return EXIT_USAGE;
+    if (o->layer->integer_input && check_ids(run) != 0) return EXIT_DATA;
     Rng rng;
     rng_seed(&rng, o->seed);
     run->layer = xcalloc(1, o->layer->layer_bytes);
@@ -358,13 +370,9 @@ static void lab_free(LabRun *run) {
     free(run);
 }
 
-static void catch_failure(const char *message, void *user) {
-    (void)message;
-    longjmp(((LabRun *)user)->escape, 1);
-}
-
-/* The steps after parsing; a cpool_fail() inside any of them comes back through run->escape. */
-static int lab_steps(LabRun *run) {
+/* The steps after parsing, run inside cpool_try; the exit status goes to run->status. */
+static void lab_steps(void *arg) {
+    LabRun *run = arg;
     int status = load_input(run);
     if (!status) status = build_layer(run);
     if (!status) status = run_layer(run);
@@ -378,7 +386,7 @@ static int lab_steps(LabRun *run) {
                 TENSOR_SHAPE_STR(run->y, y), run->options.out_dir);
     }
     if (!status) status = write_outputs(run);
-    return status;
+    run->status = status;
 }
 
 int lab_run(int argc, char **argv, FILE *report, char *err, size_t err_len) {
@@ -398,15 +406,10 @@ int lab_run(int argc, char **argv, FILE *report, char *err, size_t err_len) {
         return status;
     }
     run->fail_status = EXIT_DATA;
-    void *previous_user = cpool_error_handler_user();
-    ErrorHandler previous = cpool_set_error_handler(catch_failure, run);
-    if (setjmp(run->escape) == 0) {
-        status = lab_steps(run);
-    } else {
+    if (cpool_try(lab_steps, run, err, err_len) == 0)
+        status = run->status;
+    else
         status = run->fail_status;
-        snprintf(err, err_len, "%s", cpool_last_error());
-    }
-    cpool_set_error_handler(previous, previous_user);
     lab_free(run);
     return status;
 }

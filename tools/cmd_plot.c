@@ -9,12 +9,13 @@
  * kinds and of options, the help, and the argument parsing. plot_run() takes argv and returns
  * the exit status with the error as one line (tests call it directly): 2 for the command line,
  * 1 for the data (a missing file, a checkpoint without the layer the figure shows). A
- * cpool_fail() deep inside a model comes back here through job->escape, like cmd_lab.c's. */
+ * cpool_fail() deep inside a model comes back here through cpool_try, like cmd_lab.c's. */
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "commands.h"
@@ -383,34 +384,47 @@ static void plot_job_free(PlotJob *job) {
     free(job);
 }
 
-static void catch_failure(const char *message, void *user) {
-    (void)message;
-    longjmp(((PlotJob *)user)->escape, 1);
+/* Fail before the work (and its notes on stdout), not after it, when the figure's directory
+ * cannot take it. */
+static int check_out_directory(PlotJob *job, const char *out_path) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", out_path);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        strcpy(dir, ".");
+    else if (slash == dir)
+        dir[1] = '\0';
+    else
+        *slash = '\0';
+    if (access(dir, W_OK) != 0)
+        return plot_error(job, PLOT_EXIT_DATA, "%.512s: cannot write the figure there: %s", dir,
+                          strerror(errno));
+    struct stat info;
+    if (stat(out_path, &info) == 0 && S_ISDIR(info.st_mode))
+        return plot_error(job, PLOT_EXIT_DATA, "--out %s: is a directory; expected FILE.png",
+                          out_path);
+    return 0;
 }
 
-static int plot_steps(PlotJob *job) {
+static void plot_steps(void *arg) {
+    PlotJob *job = arg;
     int status = 0;
     if (job->options.out)
-        job->out_path = job->options.out;
+        status = check_out_directory(job, job->out_path = job->options.out);
     else
         status = make_preview_dir(job);
     if (!status) status = job->draw(job);
-    return status;
+    job->status = status;
 }
 
-/* The figure, with cpool_fail() caught; frees the job. */
+/* The figure, with cpool_fail() caught (cpool_try); frees the job. */
 static int plot_job_run(PlotJob *job) {
-    int status;
     job->fail_status = PLOT_EXIT_DATA;
-    void *previous_user = cpool_error_handler_user();
-    ErrorHandler previous = cpool_set_error_handler(catch_failure, job);
-    if (setjmp(job->escape) == 0) {
-        status = plot_steps(job);
-    } else {
+    int status;
+    if (cpool_try(plot_steps, job, job->err, job->err_len) == 0)
+        status = job->status;
+    else
         status = job->fail_status;
-        snprintf(job->err, job->err_len, "%s", cpool_last_error());
-    }
-    cpool_set_error_handler(previous, previous_user);
     plot_job_free(job);
     return status;
 }

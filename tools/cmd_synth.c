@@ -5,7 +5,7 @@
  *
  * The task, the model and the measures are in synth.h; docs/synthetic.md explains them and shows
  * the figure. This file is the command line: arguments, the printed summary and the figure.
- * Exit status: 0 done, 1 the figure could not be written, 2 a usage error. */
+ * Exit status: 0 done, 1 the figure could not be written (or the run failed), 2 a usage error. */
 #include <errno.h>
 #include <math.h>
 #include <omp.h>
@@ -295,14 +295,61 @@ static int check_out_directory(const char *out_path, char *err, size_t err_len) 
     return 0;
 }
 
-/* The figure for a finished run: 0, or -1 with the reason in err. */
+/* The figure being written, for the cpool_try around its data and script. */
+typedef struct FigureWrite {
+    Figure fig;
+    const SynthConfig *config;
+    const SynthResult *result;
+} FigureWrite;
+
+static void write_figure_files(void *arg) {
+    FigureWrite *write = arg;
+    write_figure_data(&write->fig, write->config, write->result);
+    write_figure_script(&write->fig, write->config, write->result);
+}
+
+/* The figure for a finished run: 0, or -1 with the reason in err and nothing left behind. */
 static int synth_write_figure(const char *out_path, FigureTerm term, const SynthConfig *c,
                               const SynthResult *r, char *err, size_t err_len) {
-    Figure fig;
-    if (figure_open(&fig, out_path, term, err, err_len) != 0) return -1;
-    write_figure_data(&fig, c, r);
-    write_figure_script(&fig, c, r);
-    return figure_close(&fig, err, err_len);
+    FigureWrite write = {.config = c, .result = r};
+    if (figure_open(&write.fig, out_path, term, err, err_len) != 0) return -1;
+    if (cpool_try(write_figure_files, &write, err, err_len) != 0) {
+        figure_abort(&write.fig);
+        return -1;
+    }
+    return figure_close(&write.fig, err, err_len);
+}
+
+/* What one run owns, reachable after a cpool_fail() inside it (cpool_try). */
+typedef struct SynthJob {
+    const SynthOptions *options;
+    SynthConfig config;
+    SynthResult result;
+    int trained;
+    int status; /* 0, or SYNTH_EXIT_FIGURE with err set */
+    char err[1024];
+} SynthJob;
+
+static void synth_steps(void *arg) {
+    SynthJob *job = arg;
+    SynthConfig *config = &job->config;
+    synth_print_config(stdout, config);
+    fflush(stdout);
+    Progress progress;
+    progress_init(&progress, stderr, "tok", 0, config->steps,
+                  config->steps >= 10 ? (int)(config->steps / 10) : 1);
+    job->trained = 1; /* synth_train fills the result's buffers as it goes */
+    synth_train(config, &progress, &job->result);
+    progress_finish(&progress);
+    synth_print_result(stdout, config, &job->result);
+    fflush(stdout);
+    const SynthOptions *o = job->options;
+    if (synth_write_figure(o->out, o->term, config, &job->result, job->err, sizeof job->err) != 0) {
+        job->status = SYNTH_EXIT_FIGURE;
+        return;
+    }
+    if (o->term == FIGURE_PNG)
+        printf("figure: %s (redraw: gnuplot %.*s.gp)\n", o->out, (int)strlen(o->out) - 4, o->out);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -326,27 +373,19 @@ int cmd_synth(int argc, char **argv) {
      * than they save (3x slower with 2 threads on our busy 2-core machine), so one thread
      * unless OMP_NUM_THREADS asks for more. The numbers are the same bits either way. */
     if (!getenv("OMP_NUM_THREADS")) omp_set_num_threads(1);
-    SynthConfig config = synth_default_config();
-    if (options.steps) config.steps = options.steps;
-    if (options.seed_given) config.seed = options.seed;
-    synth_print_config(stdout, &config);
-    fflush(stdout);
-
-    Progress progress;
-    progress_init(&progress, stderr, "tok", 0, config.steps,
-                  config.steps >= 10 ? (int)(config.steps / 10) : 1);
-    SynthResult result;
-    synth_train(&config, &progress, &result);
-    progress_finish(&progress);
-    synth_print_result(stdout, &config, &result);
-    fflush(stdout);
-
-    int status = synth_write_figure(options.out, options.term, &config, &result, err, sizeof err);
-    if (status != 0)
+    SynthJob *job = xcalloc(1, sizeof *job);
+    job->options = &options;
+    job->config = synth_default_config();
+    if (options.steps) job->config.steps = options.steps;
+    if (options.seed_given) job->config.seed = options.seed;
+    int status;
+    if (cpool_try(synth_steps, job, err, sizeof err) != 0) {
         fprintf(stderr, "cpool synth: %s\n", err);
-    else if (options.term == FIGURE_PNG)
-        printf("figure: %s (redraw: gnuplot %.*s.gp)\n", options.out, (int)strlen(options.out) - 4,
-               options.out);
-    synth_result_free(&result);
-    return status != 0 ? SYNTH_EXIT_FIGURE : 0;
+        status = SYNTH_EXIT_FIGURE;
+    } else if ((status = job->status) != 0) {
+        fprintf(stderr, "cpool synth: %s\n", job->err);
+    }
+    if (job->trained) synth_result_free(&job->result);
+    free(job);
+    return status;
 }

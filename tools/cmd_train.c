@@ -13,11 +13,18 @@
  * after the current step and saves a checkpoint.
  *
  * The loop, per step: a random batch, forward, loss, backward, clip, AdamW at the schedule's
- * rate, the model's constraints (model_after_step), zeroed gradients, a reset tape. */
+ * rate, the model's constraints (model_after_step), zeroed gradients, a reset tape.
+ *
+ * Divergence. A step whose loss or gradient norm is not finite (or that fails inside an op) does
+ * not update the parameters: the step is run again on the same batch with the tape's anomaly
+ * checks on (tape.h), which stop at the first op whose output or gradient holds a NaN or Inf,
+ * and the run stops with one line naming that op, its tape position, its shapes and the
+ * parameters among its inputs. An update that leaves a parameter non-finite (an overflow from
+ * finite gradients) stops the run too, naming the parameter. No checkpoint of a diverged state
+ * is written: the last good one stays. --anomaly turns the checks on for every step. */
 #include <errno.h>
 #include <math.h>
 #include <omp.h>
-#include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,12 +43,12 @@ enum { EXIT_DATA = 1, EXIT_USAGE = 2, EXIT_INTERRUPTED = 130 };
 typedef struct TrainOptions {
     RunConfig run;
     char out_dir[RUN_PATH_MAX];
-    int resume, force, threads, quiet, no_plots;
+    int resume, force, threads, quiet, no_plots, anomaly;
 } TrainOptions;
 
 static void print_help(void) {
     printf("usage: cpool train [KEY=VALUE ...] [--config FILE] [--out DIR] [--resume | --force]\n"
-           "                   [--threads T] [--quiet] [--no-plots]\n\n"
+           "                   [--threads T] [--quiet] [--no-plots] [--anomaly]\n\n"
            "Train a model on its data set, evaluating on the validation split as it goes and on\n"
            "the test split at the end. KEY=VALUE pairs (and --config FILE, one per line) set the\n"
            "keys below; model= comes first, as it picks the other defaults.\n\n"
@@ -52,7 +59,12 @@ static void print_help(void) {
            "  --threads T    OpenMP threads (default: every core). The same seed and T give\n"
            "                 the same bits; a resumed run must use the T it started with\n"
            "  --quiet        no progress line (evaluations are still printed)\n"
-           "  --no-plots     do not draw the run's figures at the end (gnuplot)\n\n"
+           "  --no-plots     do not draw the run's figures at the end (gnuplot)\n"
+           "  --anomaly      check every op's output and gradient for NaN/Inf on every step\n"
+           "                 (about 3%% slower). Without it, a step whose loss or gradient is\n"
+           "                 not finite is re-run with the checks to name the first op that\n"
+           "                 produced a NaN/Inf; either way the run stops there and keeps its\n"
+           "                 last checkpoint\n\n"
            "keys (model: which models read it):\n");
     int count;
     const RunKeyHelp *keys = run_config_keys(&count);
@@ -104,6 +116,12 @@ static int parse_threads(const char *value, int *threads) {
 }
 
 /* argv -> options. Returns -1 (usage error, message printed), 0, or 1 (--help shown). */
+/* The learning-rate schedule of a run. A warm-up longer than the run (a quick test with few
+ * steps) is cut to the run. */
+static LrSchedule train_schedule(const TrainConfig *c) {
+    return (LrSchedule){c->lr, c->min_lr, c->warmup < c->steps ? c->warmup : c->steps, c->steps};
+}
+
 static int parse_args(int argc, char **argv, TrainOptions *o) {
     char err[512];
     const char *config_path = NULL;
@@ -120,6 +138,8 @@ static int parse_args(int argc, char **argv, TrainOptions *o) {
             o->no_plots = 1;
         else if (!strcmp(a, "--quiet"))
             o->quiet = 1;
+        else if (!strcmp(a, "--anomaly"))
+            o->anomaly = 1;
         else if ((!strcmp(a, "--out") || !strcmp(a, "--config") || !strcmp(a, "--threads")) &&
                  !next) {
             fprintf(stderr, "cpool train: %s needs a value\n", a);
@@ -192,6 +212,9 @@ static int parse_args(int argc, char **argv, TrainOptions *o) {
         }
     if (model_check_config(&o->run.model, err, sizeof err) != 0)
         return fprintf(stderr, "cpool train: %s\n", err), -1;
+    LrSchedule schedule = train_schedule(&o->run.train);
+    if (lr_schedule_check(&schedule, err, sizeof err) != 0)
+        return fprintf(stderr, "cpool train: %s\n", err), -1;
     return 0;
 }
 
@@ -258,6 +281,14 @@ static const char *stop_note(const Trainer *t, char *out, size_t out_len) {
     return out;
 }
 
+/* Anomaly messages name the model's parameters among an op's inputs (tape->tensor_name). */
+static const char *parameter_name(const Tensor *t, void *user) {
+    const ParamSet *params = user;
+    for (int p = 0; p < params->count; p++)
+        if (params->items[p].tensor == t) return params->items[p].name;
+    return NULL;
+}
+
 /* The model, optimizer and state: fresh from the seed, or from DIR's checkpoint. */
 static int setup(Trainer *t) {
     TrainOptions *o = t->options;
@@ -272,6 +303,9 @@ static int setup(Trainer *t) {
         t->run = o->run;
     }
     if (run_data_load(&t->data, &t->run, NULL, t->err, sizeof t->err) != 0) return -1;
+    /* Only now, with the data read, does a fresh run create its directory: a bad --data leaves
+     * nothing behind. */
+    if (!o->resume && make_dir(o->out_dir, t->err, sizeof t->err) != 0) return -1;
     rng_seed(&t->state.rng, t->run.train.seed);
     model_init(&t->model, &t->run.model, &t->state.rng);
     AdamWConfig adamw = ADAMW_DEFAULTS;
@@ -292,76 +326,168 @@ static int setup(Trainer *t) {
         write_text(o->out_dir, "config.txt", t->state.config, t->err, sizeof t->err) != 0)
         return -1;
     t->tape = tape_create();
+    t->tape->tensor_name = parameter_name;
+    t->tape->tensor_name_user = &t->model.params;
     return 0;
 }
 
-static double train_step(Trainer *t, RunBatch *batch, double lr) {
-    Tape *tape = t->tape;
-    run_batch_sample(batch, &t->data, SPLIT_TRAIN, &t->state.rng);
-    ModelInput in = run_batch_input(batch, &t->data);
-    Tensor *logits = model_forward(tape, &t->model, &in, NULL);
-    Tensor *loss = model_loss(tape, &t->model, logits, run_batch_targets(batch, &t->data));
-    double value = loss->data[0];
-    if (!isfinite(value)) return value;
-    tape_backward(tape, loss);
-    clip_grad_norm(&t->model.params, t->run.train.clip);
-    adamw_step(&t->opt, lr);
+/* ------------------------------------------------------------------------------------------ */
+/* One step, and what stops the run                                                           */
+
+/* A step's inputs and what it computed, for cpool_try: a failed body leaves its results here. */
+typedef struct StepJob {
+    Trainer *trainer;
+    RunBatch *batch;
+    double lr;
+    double loss;      /* NaN until the forward pass gets there */
+    double grad_norm; /* before clipping; NaN until backward is done */
+    int updated;      /* 1 once adamw_step began: the parameters are no longer the step's */
+} StepJob;
+
+static StepJob step_job(Trainer *t, RunBatch *batch, double lr) {
+    return (StepJob){.trainer = t, .batch = batch, .lr = lr, .loss = NAN, .grad_norm = NAN};
+}
+
+/* Forward and backward on the batch last sampled: job->loss, and the gradient norm that
+ * clip_grad_norm measures (and clips to, when finite). Backward is skipped when the loss is not
+ * finite. The parameters are not changed, only their gradients. */
+static void forward_backward(void *arg) {
+    StepJob *job = arg;
+    Trainer *t = job->trainer;
+    ModelInput in = run_batch_input(job->batch, &t->data);
+    Tensor *logits = model_forward(t->tape, &t->model, &in, NULL);
+    Tensor *loss = model_loss(t->tape, &t->model, logits, run_batch_targets(job->batch, &t->data));
+    job->loss = loss->data[0];
+    if (!isfinite(job->loss)) return;
+    tape_backward(t->tape, loss);
+    job->grad_norm = clip_grad_norm(&t->model.params, t->run.train.clip);
+}
+
+/* A training step: a random batch, forward, backward and, only when the loss and the gradient
+ * norm are both finite (a NaN gradient must never reach the parameters), the update. */
+static void step_body(void *arg) {
+    StepJob *job = arg;
+    Trainer *t = job->trainer;
+    run_batch_sample(job->batch, &t->data, SPLIT_TRAIN, &t->state.rng);
+    forward_backward(job);
+    if (!isfinite(job->loss) || !isfinite(job->grad_norm)) return;
+    job->updated = 1;
+    adamw_step(&t->opt, job->lr);
     model_after_step(&t->model);
+}
+
+/* After every step, done or failed: no gradient, no record, and the tape unchecked again (the
+ * evaluations are not watched). */
+static void end_step(Trainer *t) {
     params_zero_grad(&t->model.params);
-    tape_reset(tape);
-    return value;
+    tape_reset(t->tape);
+    t->tape->anomaly = 0;
 }
 
-/* A step whose forward fails inside an op (a diverged model: NaN support sizes reach the
- * pool's checks) is reported as the step that diverged, not as a crash of the program. */
-static jmp_buf step_escape;
-static void step_failed(const char *message, void *user) {
-    (void)message;
-    (void)user;
-    longjmp(step_escape, 1);
+/* An anomaly's line (tape.h) without its "anomaly: ": the run's own message says what it is. */
+static const char *without_anomaly_prefix(const char *line) {
+    const char *prefix = "anomaly: ";
+    return strncmp(line, prefix, strlen(prefix)) == 0 ? line + strlen(prefix) : line;
 }
 
-/* train_step with cpool_fail() caught: 0 and *loss, or -1 with err set. */
-static int guarded_step(Trainer *t, RunBatch *batch, double lr, double *loss) {
-    void *previous_user = cpool_error_handler_user();
-    ErrorHandler previous = cpool_set_error_handler(step_failed, NULL);
-    volatile int failed = 0;
-    if (setjmp(step_escape) == 0)
-        *loss = train_step(t, batch, lr);
+/* Runs the step's forward and backward again, on the same batch and the same parameters, with
+ * the tape's anomaly checks on; what it computed goes to *rerun. 1 and the first NaN/Inf's one
+ * line (tape.h, without its "anomaly: ") in `found`, or 0 when the checks found none. */
+static int find_first_non_finite(Trainer *t, RunBatch *batch, StepJob *rerun, char *found,
+                                 size_t found_len) {
+    *rerun = step_job(t, batch, 0);
+    char failure[1024] = "";
+    t->tape->anomaly = 1;
+    int anomaly =
+        cpool_try(forward_backward, rerun, failure, sizeof failure) != 0 && t->tape->anomaly_found;
+    end_step(t);
+    if (anomaly) snprintf(found, found_len, "%s", without_anomaly_prefix(failure));
+    return anomaly;
+}
+
+/* "NaN", "Inf" or "-Inf", as the tape's anomaly messages name them (printf's "%g" would say
+ * "nan" or "-nan" depending on a sign bit nobody asked about). */
+static const char *non_finite_name(double value) {
+    return isnan(value) ? "NaN" : value > 0 ? "Inf" : "-Inf";
+}
+
+/* What went wrong with a step that stopped before its update: "the loss is NaN", "the gradient
+ * norm is Inf (loss 2.1234)", or the failure's own line. */
+static void describe_symptom(const StepJob *job, const char *failure, char *out, size_t out_len) {
+    if (failure[0])
+        snprintf(out, out_len, "%s", failure);
+    else if (!isfinite(job->loss))
+        snprintf(out, out_len, "the loss is %s", non_finite_name(job->loss));
     else
-        failed = 1;
-    cpool_set_error_handler(previous, previous_user);
-    if (!failed) return 0;
-    char note[96];
-    snprintf(t->err, sizeof t->err, "training diverged at step %ld: %s; %s", t->state.step + 1,
-             cpool_last_error(), stop_note(t, note, sizeof note));
-    return -1;
+        snprintf(out, out_len, "the gradient norm is %s (loss %.4f)",
+                 non_finite_name(job->grad_norm), job->loss);
 }
 
-/* A non-finite loss, or an update that left a parameter non-finite (the next forward would
- * fail inside an op with a less helpful message): err says which, and the run stops. */
-static int diverged(Trainer *t, double loss) {
-    long step = t->state.step + 1;
-    char note[96];
-    if (!isfinite(loss)) {
-        snprintf(t->err, sizeof t->err, "training loss is %g at step %ld; %s", loss, step,
-                 stop_note(t, note, sizeof note));
-        return 1;
-    }
+/* An update that left a parameter non-finite (from finite gradients: an overflow) stops the run
+ * before the next forward would meet it. 0, or -1 with err naming the parameter. */
+static int check_parameters(Trainer *t) {
     const ParamSet *params = &t->model.params;
+    char note[96];
     for (int p = 0; p < params->count; p++) {
         const Tensor *w = params->items[p].tensor;
         for (long i = 0; i < w->size; i++)
             if (!isfinite(w->data[i])) {
                 snprintf(t->err, sizeof t->err,
-                         "training diverged at step %ld: parameter '%s' is %g after the update "
-                         "(lr too large?); %s",
-                         step, params->items[p].name, (double)w->data[i],
-                         stop_note(t, note, sizeof note));
-                return 1;
+                         "training diverged at step %ld: parameter '%s' is %s at element %ld "
+                         "after the update (lr too large?); %s",
+                         t->state.step + 1, params->items[p].name,
+                         non_finite_name((double)w->data[i]), i, stop_note(t, note, sizeof note));
+                return -1;
             }
     }
     return 0;
+}
+
+/* One training step with every failure caught. 0 and *loss, or -1 with err set: the step
+ * diverged, the run stops, and (unless an update overflowed) the parameters are still those
+ * before the step. A step that stopped before its update is re-run with anomaly checks (unless
+ * they were on) to name the first op that produced a NaN or Inf. */
+static int guarded_step(Trainer *t, RunBatch *batch, double lr, double *loss) {
+    StepJob job = step_job(t, batch, lr);
+    char failure[1024] = "", note[96], symptom[1100], found[1024];
+    t->tape->anomaly = t->options->anomaly;
+    int failed = cpool_try(step_body, &job, failure, sizeof failure) != 0;
+    int anomaly = failed && t->tape->anomaly_found;
+    end_step(t);
+    long step = t->state.step + 1;
+    stop_note(t, note, sizeof note);
+    if (!failed && job.updated) {
+        *loss = job.loss;
+        return check_parameters(t);
+    }
+    if (anomaly) { /* --anomaly: the step itself found it */
+        snprintf(t->err, sizeof t->err,
+                 "training diverged at step %ld: the first non-finite value of the step: %s; %s",
+                 step, without_anomaly_prefix(failure), note);
+        return -1;
+    }
+    describe_symptom(&job, failure, symptom, sizeof symptom);
+    StepJob rerun = job; /* with --anomaly, the step was its own checked run */
+    if (!job.updated && !t->options->anomaly &&
+        find_first_non_finite(t, batch, &rerun, found, sizeof found))
+        snprintf(t->err, sizeof t->err,
+                 "training diverged at step %ld: %s; the first non-finite value of the step: %s; "
+                 "%s",
+                 step, symptom, found, note);
+    else if (failed) /* not a NaN an op produced: the failure is the news */
+        snprintf(t->err, sizeof t->err, "training diverged at step %ld: %s; %s", step, symptom,
+                 note);
+    else /* every op's output and gradient finite, and yet */
+        snprintf(t->err, sizeof t->err,
+                 "training diverged at step %ld: %s, but anomaly checks found no NaN or Inf in "
+                 "any op's output or gradient (%s); %s",
+                 step, symptom,
+                 isfinite(rerun.loss) && isfinite(rerun.grad_norm)
+                     ? "the step's re-run computed a finite loss and gradient norm: the step is "
+                       "not reproducible"
+                     : "the gradients are finite but the sum of their squares overflowed",
+                 note);
+    return -1;
 }
 
 static void evaluate_valid(Trainer *t, long step, double lr, double session_start) {
@@ -386,8 +512,7 @@ static void evaluate_valid(Trainer *t, long step, double lr, double session_star
  * failed (err set). */
 static int train_loop(Trainer *t, double session_start) {
     const TrainConfig *c = &t->run.train;
-    /* A warm-up longer than the run (a quick test with few steps) is cut to the run. */
-    LrSchedule schedule = {c->lr, c->min_lr, c->warmup < c->steps ? c->warmup : c->steps, c->steps};
+    LrSchedule schedule = train_schedule(c);
     RunBatch batch;
     run_batch_init(&batch, &t->data, c->batch, t->run.model.seq_len);
     long log_every = c->steps >= 200 ? c->steps / 200 : 1;
@@ -399,7 +524,7 @@ static int train_loop(Trainer *t, double session_start) {
     while (t->state.step < c->steps) {
         double lr = lr_schedule_at(&schedule, t->state.step);
         double loss;
-        if (guarded_step(t, &batch, lr, &loss) != 0 || diverged(t, loss)) {
+        if (guarded_step(t, &batch, lr, &loss) != 0) {
             status = -1;
             break;
         }
@@ -515,8 +640,7 @@ int cmd_train(int argc, char **argv) {
     memset(&t, 0, sizeof t);
     t.options = &options;
     int status = 0;
-    if ((!options.resume && make_dir(options.out_dir, t.err, sizeof t.err) != 0) || setup(&t) != 0)
-        status = -1;
+    if (setup(&t) != 0) status = -1;
     double session_start = wall_seconds();
     if (status == 0) {
         fprintf(stderr, "%s %s: %ld parameters, %s, step %ld of %ld, %d threads -> %s\n",

@@ -1,10 +1,18 @@
-/* cpool.c - the command-line program: `cpool COMMAND [ARGS]`. */
+/* cpool.c - the command-line program: `cpool COMMAND [ARGS]`.
+ *
+ * Exit status, for every command: 0 done; 1 an error in the data or the run (a file, a checkpoint,
+ * a write that failed); 2 a usage error (the command line); 130 training interrupted by Ctrl-C.
+ * Every error is one line on stderr, "cpool COMMAND: <what, where, expected, got>". Each command
+ * catches the library's failures itself (cpool_try, util.h) and cleans up what it made; the try
+ * around the whole command here is the last net, so that even a failure a command did not expect
+ * is one line and status 1, never a crash. */
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "commands.h"
 #include "tensor.h"
+#include "util.h"
 
 static const struct {
     const char *name;
@@ -51,13 +59,36 @@ int exec_double_build(int argc, char **argv) {
     return 1;
 }
 
+/* One command's run, for cpool_try. */
+typedef struct CommandRun {
+    int (*run)(int argc, char **argv);
+    int argc;
+    char **argv;
+    int status;
+} CommandRun;
+
+static void run_command(void *arg) {
+    CommandRun *command = arg;
+    command->status = command->run(command->argc, command->argv);
+}
+
 int main(int argc, char **argv) {
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
+    if (argc < 2) {
+        fprintf(stderr, "cpool: which command? (cpool COMMAND [ARGS]; try `cpool --help`)\n");
+        return 2;
     }
-    for (int i = 0; i < N_COMMANDS; i++)
-        if (strcmp(argv[1], commands[i].name) == 0) return commands[i].run(argc - 1, argv + 1);
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    for (int i = 0; i < N_COMMANDS; i++) {
+        if (strcmp(argv[1], commands[i].name) != 0) continue;
+        CommandRun command = {.run = commands[i].run, .argc = argc - 1, .argv = argv + 1};
+        char err[1024];
+        if (cpool_try(run_command, &command, err, sizeof err) == 0) return command.status;
+        fprintf(stderr, "cpool %s: %s\n", commands[i].name, err);
+        return 1;
+    }
     fprintf(stderr, "cpool: unknown command '%s' (try `cpool --help`)\n", argv[1]);
     return 2;
 }

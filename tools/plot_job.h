@@ -5,7 +5,7 @@
  * (a file, a checkpoint that does not fit the figure) or PLOT_EXIT_USAGE (the command line), with
  * one line in job->err. Everything it allocates hangs off the job (plot_alloc, job->tape,
  * job->models), so cmd_plot.c frees it all, also after a cpool_fail() deep inside the model,
- * which longjmp()s back there (job->escape).
+ * which cpool_try() unwinds back there.
  *
  *     static int draw_example(PlotJob *job) {
  *         PlotModel *m = &job->models[0];
@@ -21,7 +21,6 @@
 #ifndef CPOOL_PLOT_JOB_H
 #define CPOOL_PLOT_JOB_H
 
-#include <setjmp.h>
 #include <stdio.h>
 
 #include "gnuplot.h"
@@ -83,8 +82,8 @@ typedef struct PlotJob {
     FILE *report; /* tables and notes, or NULL */
     char *err;
     size_t err_len;
-    jmp_buf escape;  /* where a cpool_fail() returns to */
-    int fail_status; /* the exit status it means now */
+    int status;      /* what the kind's draw returned */
+    int fail_status; /* the exit status a cpool_fail() means now */
 } PlotJob;
 
 /* plot_job.c ------------------------------------------------------------------------------- */

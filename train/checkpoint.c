@@ -34,7 +34,7 @@ static void check_optimizer(const char *who, const ParamSet *params, const AdamW
 /* The metadata strings: formatted values, then the NULL-terminated key, value list. */
 typedef struct Metadata {
     char step[24], tokens[24], elapsed[32], rng[4][24];
-    char optim_step[24], beta1[32], beta2[32], eps[32], weight_decay[32];
+    char optim_step[24], beta1[32], beta2[32], eps[32], weight_decay[32], checksum[16];
     char *decay; /* malloc'd, one character per parameter */
     const char *list[2 * 20 + 1];
     int n;
@@ -46,11 +46,16 @@ static void add(Metadata *md, const char *key, const char *value) {
     md->list[md->n] = NULL;
 }
 
-static void metadata_build(Metadata *md, const AdamW *opt, const TrainState *state) {
+/* The view is what will be written: its payload's CRC-32 goes into the metadata. */
+static void metadata_build(Metadata *md, const ParamSet *view, const AdamW *opt,
+                           const TrainState *state) {
     static const char *const rng_keys[4] = {"rng.0", "rng.1", "rng.2", "rng.3"};
     *md = (Metadata){.n = 0};
     add(md, "format", CHECKPOINT_FORMAT);
     add(md, "real", REAL_NAME);
+    snprintf(md->checksum, sizeof md->checksum, "0x%08lx",
+             safetensors_payload_crc32(view, SAFETENSORS_DATA, SAFETENSORS_REAL));
+    add(md, SAFETENSORS_CHECKSUM_KEY, md->checksum);
     if (state) {
         snprintf(md->step, sizeof md->step, "%ld", state->step);
         snprintf(md->tokens, sizeof md->tokens, "%ld", state->tokens);
@@ -114,7 +119,7 @@ int checkpoint_save(const char *path, const ParamSet *params, const AdamW *opt,
     ParamSet view;
     if (build_view(&view, path, params, opt, err, err_len) != 0) return -1;
     Metadata md;
-    metadata_build(&md, opt, state);
+    metadata_build(&md, &view, opt, state);
     int status = safetensors_save_params(path, &view, SAFETENSORS_DATA, SAFETENSORS_REAL, md.list,
                                          err, err_len);
     free(md.decay);
@@ -239,9 +244,21 @@ static int check_no_extra(Loader *ld, const ParamSet *params) {
     return 0;
 }
 
-static int check_params(Loader *ld, const ParamSet *params) {
+/* A contextpool-c checkpoint, with its payload checksum: safetensors_read has verified the
+ * checksum already when it is there; a checkpoint must have it. */
+static int check_identity(Loader *ld) {
     if (expect_text(ld, "format", CHECKPOINT_FORMAT, " (a contextpool-c checkpoint)") != 0)
         return -1;
+    if (!safetensors_file_metadata(&ld->file, SAFETENSORS_CHECKSUM_KEY))
+        return path_error(ld->err, ld->err_len, ld->path,
+                          "missing metadata '%s' (every checkpoint carries the CRC-32 of its "
+                          "tensor data)",
+                          SAFETENSORS_CHECKSUM_KEY);
+    return 0;
+}
+
+static int check_params(Loader *ld, const ParamSet *params) {
+    if (check_identity(ld) != 0) return -1;
     for (int i = 0; i < params->count; i++)
         if (check_tensor(ld, params->items[i].name, params->items[i].tensor) != 0) return -1;
     return check_no_extra(ld, params);
@@ -346,7 +363,7 @@ int checkpoint_read_config(const char *path, char **config, char *err, size_t er
     Loader ld = {.path = path, .err = err, .err_len = err_len};
     if (safetensors_read(path, &ld.file, err, err_len) != 0) return -1;
     const char *text = NULL;
-    int status = expect_text(&ld, "format", CHECKPOINT_FORMAT, " (a contextpool-c checkpoint)");
+    int status = check_identity(&ld);
     if (status == 0) status = (text = metadata(&ld, "config")) ? 0 : -1;
     if (status == 0) *config = strcpy(xmalloc(strlen(text) + 1), text);
     safetensors_file_free(&ld.file);

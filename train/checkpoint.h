@@ -27,6 +27,8 @@
  *
  *     format              "contextpool-c checkpoint 1"
  *     real                "float32" or "float64": the build that wrote it
+ *     checksum.crc32      the CRC-32 (zlib's crc32()) of the whole tensor payload, the bytes
+ *                         after the header, as "0x" and 8 lowercase hex digits (safetensors.h)
  *     step                training steps completed ("1200")
  *     tokens              tokens (or images) trained on so far
  *     elapsed_seconds     training wall-clock time so far, %.17g
@@ -41,12 +43,22 @@
  * saved at step k, loaded and continued computes the same bits as a run never interrupted.
  * PyTorch reads it with load_checkpoint() of tools/torch/contextpool.py (a plain safetensors
  * reader: it builds the model from the config and load_state_dicts the parameters, leaving the
- * optim.* tensors aside); docs/training.md, section 9.
+ * optim.* tensors aside); docs/training.md, section 9. Its writer adds the checksum and its reader
+ * verifies it, as here.
  *
- * Loading checks everything before it changes anything: the format, every tensor's presence and
- * shape, no unexpected tensors, every metadata key present and parsed in full. The first problem
- * comes back as one line naming the file and the tensor or key:
+ * The checksum catches what the atomic write cannot: bits that change after the file was written
+ * (a bad disk, a copy cut short and padded, a hand edit of the data). A checkpoint without it
+ * (written before the checksum existed, or by another tool) is refused with the missing key
+ * named; such a file's parameters still load with safetensors_load_params().
  *
+ * Loading checks everything before it changes anything: the payload checksum, the format, every
+ * tensor's presence and shape, no unexpected tensors, every metadata key present and parsed in
+ * full. The first problem comes back as one line naming the file and the tensor or key:
+ *
+ *     run.safetensors: payload checksum mismatch (stored 0x1c291ca3, computed 0x0a8b5e21): the
+ *     file is damaged or was edited
+ *     run.safetensors: missing metadata 'checksum.crc32' (every checkpoint carries the CRC-32 of
+ *     its tensor data)
  *     run.safetensors: metadata 'rng.2': expected an unsigned 64-bit decimal integer, got '-5'
  *     run.safetensors: missing tensor 'optim.v.fc.bias' (the model expects shape (4))
  *

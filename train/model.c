@@ -3,9 +3,9 @@
 #include "model.h"
 
 #include <math.h>
-#include <setjmp.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "image_data.h"
@@ -99,33 +99,31 @@ static int check_keys(const ModelConfig *c, char *err, size_t err_len) {
     return 0;
 }
 
-static void catch_failure(const char *message, void *user) {
-    (void)message;
-    longjmp(*(jmp_buf *)user, 1);
-}
-
 static void build(Model *model, const ModelConfig *config, Rng *rng);
+
+/* A scratch build for model_check_config, run inside cpool_try. */
+typedef struct ScratchBuild {
+    Model model; /* its ParamSet owns everything built so far, even after a failure */
+    const ModelConfig *config;
+    Rng rng;
+} ScratchBuild;
+
+static void build_scratch(void *arg) {
+    ScratchBuild *scratch = arg;
+    build(&scratch->model, scratch->config, &scratch->rng);
+}
 
 int model_check_config(const ModelConfig *config, char *err, size_t err_len) {
     if (check_keys(config, err, err_len) != 0) return -1;
-    /* The layers' own checks (pool keys, spans, windows): build a scratch model with a copy of
-     * the generator, catching the first refusal. The scratch is freed either way. */
-    static Model scratch; /* static: longjmp must not leave a local it changed indeterminate */
-    memset(&scratch, 0, sizeof scratch);
-    Rng copy;
-    rng_seed(&copy, 1);
-    jmp_buf escape;
-    void *previous_user = cpool_error_handler_user();
-    ErrorHandler previous = cpool_set_error_handler(catch_failure, &escape);
-    volatile int failed = 0;
-    if (setjmp(escape) == 0)
-        build(&scratch, config, &copy);
-    else
-        failed = 1;
-    cpool_set_error_handler(previous, previous_user);
-    params_free(&scratch.params);
-    if (failed) return check_error(err, err_len, "%s", cpool_last_error());
-    return 0;
+    /* The layers' own checks (pool keys, spans, windows): build a scratch model with its own
+     * generator, catching the first refusal. The scratch is freed either way. */
+    ScratchBuild *scratch = xcalloc(1, sizeof *scratch);
+    scratch->config = config;
+    rng_seed(&scratch->rng, 1);
+    int status = cpool_try(build_scratch, scratch, err, err_len);
+    params_free(&scratch->model.params);
+    free(scratch);
+    return status;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -323,12 +321,30 @@ static double min_d(double a, double b) {
     return a < b ? a : b;
 }
 
+/* The keys a query's scores and weighted sum visit, averaged over the N queries. The fused
+ * op_attention forms only seen(i) = [max(0, i - K), min(last, i + K)] (last = i when causal,
+ * else N - 1; K the window, none when 0): a causal layer without window visits the triangle,
+ * N (N + 1) / 2 pairs, so (N + 1) / 2 keys per query. The composed chain (the adaptive span, or
+ * reach.composed) computes the whole masked N x N matrix: N keys. */
+static double attention_keys(const ModelConfig *c, int N) {
+    const AttentionReach *reach = &c->variant.attn;
+    if (reach->span || reach->composed) return N;
+    int causal = c->kind == MODEL_CHARLM, window = reach->window;
+    double pairs = 0;
+    for (int i = 0; i < N; i++) {
+        int first = window > 0 && i - window > 0 ? i - window : 0;
+        int last = causal ? i : N - 1;
+        if (window > 0 && i + window < last) last = i + window;
+        pairs += last - first + 1;
+    }
+    return pairs / N;
+}
+
 /* One token of a block over N tokens (a W x W grid when grid > 0): matrix products, attention's
- * two weighted sums over its reach, and the pool's predictor and banded sum. */
+ * two weighted sums over the keys it visits, and the pool's predictor and banded sum. */
 static double block_flops(const ModelConfig *c, int N, int grid) {
     double d = c->dim, hidden = c->ffn_hidden > 0 ? c->ffn_hidden : 4 * c->dim;
-    double keys = N;
-    if (c->variant.attn.window > 0) keys = min_d(N, 2.0 * c->variant.attn.window + 1);
+    double keys = attention_keys(c, N);
     double flops = 2 * d * 3 * d + 2 * d * d + 2 * 2 * d * hidden + 2 * 2 * keys * d;
     if (c->pool != MODEL_POOL_CONTEXTPOOL) return flops;
     int pred_hidden, kernel, radius;

@@ -121,7 +121,9 @@ void model_after_step(Model *model);
 
 /* Forward-pass floating-point operations per example (per token for charlm, per image
  * otherwise): 2 m n k for every matrix product and convolution, plus the pools' and
- * attention's weighted sums; elementwise work is left out. A training step costs about 3x. */
+ * attention's weighted sums over the keys computed (the fused causal attention: the triangle,
+ * (N + 1) / 2 keys per token; the adaptive span's masked chain: all N); elementwise work is
+ * left out. A training step costs about 3x. */
 double model_forward_flops(const ModelConfig *config);
 
 /* "charlm", "vit", "cnn"; "none", "avg", "contextpool". */

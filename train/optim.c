@@ -2,6 +2,7 @@
 #include "optim.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "util.h"
@@ -134,6 +135,19 @@ double lr_schedule_at(const LrSchedule *schedule, long step) {
     if (step >= total) return low;
     double progress = (double)(step - warmup) / (double)(total - warmup); /* [0, 1) */
     return low + (peak - low) * 0.5 * (1 + cos(M_PI * progress));
+}
+
+int lr_schedule_check(const LrSchedule *schedule, char *err, size_t err_len) {
+    double peak = schedule->peak_lr, low = schedule->min_lr;
+    if (!(peak > 0 && isfinite(peak)))
+        return snprintf(err, err_len, "lr=%g must be a positive finite number", peak), -1;
+    if (!(low >= 0 && low <= peak))
+        return snprintf(err, err_len, "min_lr=%g must be in [0, lr=%g]", low, peak), -1;
+    if (schedule->warmup_steps < 0 || schedule->total_steps < schedule->warmup_steps)
+        return snprintf(err, err_len, "warmup=%ld must be in [0, steps=%ld]",
+                        schedule->warmup_steps, schedule->total_steps),
+               -1;
+    return 0;
 }
 
 /* --- Gradient clipping ----------------------------------------------------------------------- */

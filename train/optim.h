@@ -99,6 +99,10 @@ typedef struct LrSchedule {
 } LrSchedule;
 
 double lr_schedule_at(const LrSchedule *schedule, long step);
+/* Check a schedule built from user keys before training with it: 0, or -1 with one line in err
+ * naming the run keys (lr, min_lr, warmup, steps), e.g. "min_lr=1 must be <= lr=0.001". The
+ * checks are lr_schedule_at's, which treats a bad schedule as a programming error. */
+int lr_schedule_check(const LrSchedule *schedule, char *err, size_t err_len);
 
 /* Scale all gradients so their global 2-norm is at most max_norm; returns the norm before. */
 double clip_grad_norm(ParamSet *params, double max_norm);

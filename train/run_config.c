@@ -298,7 +298,8 @@ static int parse_real(const RunKey *key, const char *value, KeyValue *out, char 
         return -1;
     }
     if (errno == ERANGE || !isfinite(v)) {
-        snprintf(why, why_len, "expected %s, got '%s' (beyond a double's range)", expected, value);
+        snprintf(why, why_len, "expected %s, got '%s' (%s)", expected, value,
+                 isnan(v) ? "not a number" : "beyond a double's range");
         return -1;
     }
     if (key->type == KEY_REAL_POSITIVE ? !(v > 0) : !(v >= 0)) {

@@ -17,7 +17,7 @@ FUZZ_BUILD   ?= $(BUILD)/fuzz
 FUZZ_SECONDS ?= 60
 FUZZ_READERS := npy safetensors checkpoint idx idx_gz config
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all
-FUZZ_CFLAGS  := -std=c11 -D_DEFAULT_SOURCE -g -O1 -fno-omit-frame-pointer $(WARN) -Wno-error -Wno-pass-failed \
+FUZZ_CFLAGS  := -std=c11 -D_DEFAULT_SOURCE -g -O1 -fno-omit-frame-pointer $(WARN) -Wno-pass-failed \
                 -fopenmp -Iautograd -Ilayers -Itrain -Itests/fuzz $(FUZZ_SAN)
 FUZZ_LIB     := $(FUZZ_BUILD)/libcpool-fuzz.a
 FUZZ_OBJ     := $(LIB_SRC:%.c=$(FUZZ_BUILD)/obj/%.o) $(FUZZ_BUILD)/obj/fuzz_readers.o

@@ -12,6 +12,15 @@
  *     char err[512];
  *     FuzzOutcome outcome = fuzz_run_input(reader, data, size, err, sizeof err);
  *     if (outcome >= FUZZ_CPOOL_FAIL) ... a finding: err says what happened ...
+ *
+ * The payload checksum. A safetensors file may carry the CRC-32 of its data part (metadata
+ * "checksum.crc32", layers/safetensors.h), and every checkpoint must: a mutation of the data
+ * then only reaches the "payload checksum mismatch" refusal, never the code that converts and
+ * checks the values (and for a checkpoint, every check after that). So for "safetensors" and
+ * "checkpoint" each input goes to the reader twice: as it is (the checksum check itself is
+ * fuzzed), then, if its header holds a value of the form "0x" + 8 characters, with those 8
+ * replaced by the CRC-32 its data part really has (the check bypassed; the header keeps its
+ * length, so nothing else moves). The worse outcome of the two counts.
  */
 #ifndef CPOOL_FUZZ_READERS_H
 #define CPOOL_FUZZ_READERS_H
@@ -35,8 +44,9 @@ typedef enum FuzzOutcome {
 typedef struct FuzzReader {
     const char *name;
     const char *suffix;
-    int gzip_input; /* 1: the bytes are gzip-compressed before they are written */
-    int text_input; /* 1: read() gets the bytes as a NUL-terminated string, not a path */
+    int gzip_input;   /* 1: the bytes are gzip-compressed before they are written */
+    int text_input;   /* 1: read() gets the bytes as a NUL-terminated string, not a path */
+    int fix_checksum; /* 1: also run the input with its payload checksum made right */
     FuzzOutcome (*read)(const char *input, char *err, size_t err_len);
 } FuzzReader;
 
@@ -55,6 +65,10 @@ FuzzOutcome fuzz_run_input(const FuzzReader *reader, const uint8_t *data, size_t
  * "<dir>/cpool-fuzz-<pid><suffix>", dir /dev/shm if present else $TMPDIR or /tmp. The path, or
  * NULL if it could not be written. */
 const char *fuzz_write_temp(const uint8_t *data, size_t size, const char *suffix);
+
+/* A malloc'd copy of the safetensors bytes data[0..size) whose "checksum.crc32" value is set to
+ * the CRC-32 of its data part; NULL if the header has no such value or it is right already. */
+uint8_t *fuzz_fix_checksum(const uint8_t *data, size_t size);
 
 /* data gzip-compressed (a gzip header, as gzopen() expects) into a malloc'd buffer. 0 or -1. */
 int fuzz_gzip(const uint8_t *data, size_t size, uint8_t **out, size_t *out_size);

@@ -36,6 +36,7 @@ import os
 import struct
 import sys
 import time
+import zlib
 
 import numpy as np
 import torch
@@ -43,6 +44,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 CHECKPOINT_FORMAT = "contextpool-c checkpoint 1"
+CHECKSUM_KEY = "checksum.crc32"  # "0x" + 8 hex digits: zlib.crc32 of the data part (safetensors.h)
 POOL_EPS = 1e-6  # added to sum_j g_ij w_j (layers/contextpool.h)
 SPAN_TINY = 1e-8  # added to the span-masked probabilities' row sum (layers/attention.h)
 
@@ -468,13 +470,24 @@ assert sys.byteorder == "little", "the raw data is little-endian; this reader do
 
 
 def read_safetensors(path):
-    """-> ({name: tensor}, {metadata key: value})."""
+    """-> ({name: tensor}, {metadata key: value}). A file that carries a payload checksum
+    (metadata "checksum.crc32", as every checkpoint does) must match it, as in layers/safetensors.c."""
     with open(path, "rb") as f:
         raw = f.read()
     (n,) = struct.unpack("<Q", raw[:8])
     header = json.loads(raw[8:8 + n])
     metadata = header.pop("__metadata__", {}) or {}
     data = bytearray(raw[8 + n:])
+    if CHECKSUM_KEY in metadata:
+        stored = metadata[CHECKSUM_KEY]
+        if len(stored) != 10 or not stored.startswith("0x") or \
+                any(c not in "0123456789abcdefABCDEF" for c in stored[2:]):
+            raise ValueError(f"{path}: metadata '{CHECKSUM_KEY}': expected 0x and 8 hex digits "
+                             f"(the CRC-32 of the data part), got {stored!r}")
+        computed = zlib.crc32(data)
+        if int(stored, 16) != computed:
+            raise ValueError(f"{path}: payload checksum mismatch (stored 0x{int(stored, 16):08x}, "
+                             f"computed 0x{computed:08x}): the file is damaged or was edited")
     tensors = {}
     for name, entry in header.items():
         begin, end = entry["data_offsets"]
@@ -484,12 +497,13 @@ def read_safetensors(path):
     return tensors, metadata
 
 
-def write_safetensors(path, tensors, metadata=None):
-    """tensors {name: tensor} in that order; metadata {str: str}. Written to path.tmp, then
-    renamed, so path never holds half a file."""
+def write_safetensors(path, tensors, metadata=None, checksum=False):
+    """tensors {name: tensor} in that order; metadata {str: str}; checksum: add the payload's
+    CRC-32 as metadata "checksum.crc32" (checkpoints do). Written to path.tmp.PID, flushed to the
+    disk, then renamed (and the directory synced), so path never holds half a file."""
     header, chunks, offset = {}, [], 0
-    if metadata:
-        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+    if metadata or checksum:
+        header["__metadata__"] = {str(k): str(v) for k, v in (metadata or {}).items()}
     for name, t in tensors.items():
         t = t.detach().cpu().contiguous()
         raw = t.numpy().tobytes() if t.dtype != torch.bfloat16 else \
@@ -498,11 +512,27 @@ def write_safetensors(path, tensors, metadata=None):
                         "data_offsets": [offset, offset + len(raw)]}
         chunks.append(raw)
         offset += len(raw)
+    payload = b"".join(chunks)
+    if checksum:
+        header["__metadata__"][CHECKSUM_KEY] = f"0x{zlib.crc32(payload):08x}"
     text = json.dumps(header, separators=(",", ":")).encode("utf-8")
     text += b" " * (-len(text) % 8)
-    with open(path + ".tmp", "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text + b"".join(chunks))
-    os.replace(path + ".tmp", path)
+    tmp = f"{path}.tmp.{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(struct.pack("<Q", len(text)) + text + payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    directory = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
 
 
 def load_checkpoint(path, dtype=None):
@@ -513,6 +543,9 @@ def load_checkpoint(path, dtype=None):
     if metadata.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path}: metadata 'format' is {metadata.get('format')!r}, expected "
                          f"'{CHECKPOINT_FORMAT}'")
+    if CHECKSUM_KEY not in metadata:
+        raise ValueError(f"{path}: missing metadata '{CHECKSUM_KEY}' (every checkpoint carries "
+                         f"the CRC-32 of its tensor data)")
     config_text = metadata.get("config", "")
     model = build_model(load_config(config_text))
     state = {n: t for n, t in tensors.items() if not n.startswith("optim.")}
@@ -529,7 +562,8 @@ def save_state_dict(path, model, config_text, metadata=None, extra=None):
     real = "float64" if next(iter(state.values())).dtype == torch.float64 else "float32"
     tensors = dict(state, **(extra or {}))
     write_safetensors(path, tensors, dict({"format": CHECKPOINT_FORMAT, "real": real,
-                                           "config": config_text}, **(metadata or {})))
+                                           "config": config_text}, **(metadata or {})),
+                      checksum=True)
 
 
 # ----------------------------------------------------------------------------------------------
