@@ -6,7 +6,8 @@
 #   make valgrind   the float64 suites under valgrind --leak-check=full
 #   make valgrind-train  a short training run (train, eval, sample) under valgrind
 #   make lint       clang-format check and cppcheck
-#   make bench      the performance table (matmul GFLOP/s against OpenBLAS)
+#   make bench      the performance tables: every `cpool bench` row against PyTorch, matmul
+#                   GFLOP/s against OpenBLAS
 #   make run        the main job (README's first command): train, sample, figures
 #   make experiments  every run behind docs/results.md (tools/experiments.mk)
 #   make deps       install the Debian packages the project needs (or say how)
@@ -110,11 +111,23 @@ lint:
 	clang-format --dry-run -Werror $(FORMAT_FILES)
 	cppcheck --quiet --error-exitcode=1 --library=tools/cppcheck.cfg --enable=warning,performance,portability --std=c11 \
 	    --inline-suppr --suppress=missingIncludeSystem -Iautograd -Ilayers -Itrain autograd layers train tools
+	@# errors, not aborts (util.h): no exit() or abort() in the library (comment lines aside) but
+	@# util.c's marked one
+	@if grep -nE '(^|[^_a-zA-Z0-9])(exit|abort)\(' autograd/*.c layers/*.c train/*.c \
+	    | grep -vE '^[^:]*:[0-9]*: *(\*|/\*|//)' \
+	    | grep -v '^autograd/util.c:[0-9]*: *abort(); /\* lint: the library.s one abort' | grep .; \
+	then echo "lint: exit() or abort() inside the library (see util.h)"; exit 1; fi
 format:
 	clang-format -i $(FORMAT_FILES)
 
+# make bench: every `cpool bench` row (one thread) beside the same work in PyTorch (--torch:
+# bench/torch_bench.py; n/a without torch), then bench/'s matmul table against OpenBLAS and the
+# CPU's FMA peak. The first lines name the machine and its load. A few minutes on 2 cores.
+BENCH_REPEATS ?= 5
 bench: deps
-	$(MAKE) -C bench BUILD=../$(BUILD)
+	@$(MAKE) --no-print-directory $(BUILD)/cpool
+	$(BUILD)/cpool bench --torch --repeats $(BENCH_REPEATS)
+	@$(MAKE) --no-print-directory -C bench BUILD=../$(BUILD)
 
 # The main job: train a small ContextPool char-LM on the KJV text (about 5 minutes on two cores),
 # print its held-out bpc and a sample, and draw its figures into runs/main/.

@@ -4,7 +4,8 @@
  * step, so they are carved out of one arena and released with a single arena_reset() instead of
  * being freed node by node. The arena grows by chaining blocks; arena_reset() merges them into one
  * block large enough for the busiest step so far, so a steady training loop allocates nothing from
- * the system after its first step.
+ * the system after its first step (and hands the freed chain's pages back to the system, so they
+ * do not add to the peak RSS; docs/memory.md counts a step's memory).
  *
  *     Arena arena = {0};
  *     float *buffer = arena_alloc(&arena, 1024 * sizeof(float));   // 64-byte aligned

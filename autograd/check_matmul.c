@@ -1,4 +1,4 @@
-/* check_matmul.c - gradient checks for the ops in ops_matmul.c. */
+/* check_matmul.c - gradient checks for the ops in ops_matmul.c: matmul and linear. */
 #include "gradcheck.h"
 #include "ops.h"
 
@@ -63,11 +63,33 @@ static void check_matmul(Rng *rng, GradcheckStats *stats) {
         }
 }
 
+static Tensor *linear_fn(Tape *tape, Tensor *const *in, void *context) {
+    int has_bias = *(const int *)context;
+    return op_linear(tape, in[0], in[1], has_bias ? in[2] : NULL);
+}
+
+/* x of 1, 2 and 3 dims (one row, rows, a batch of rows), each with and without a bias. */
+static void check_linear(Rng *rng, GradcheckStats *stats) {
+    const int x_shapes[][3] = {{4, 0, 0}, {3, 4, 0}, {2, 3, 4}};
+    for (int s = 0; s < 3; s++)
+        for (int has_bias = 0; has_bias <= 1; has_bias++) {
+            int ndim = s + 1, in = x_shapes[s][s], out = 3 + s;
+            Tensor *inputs[3] = {gradcheck_input(rng, ndim, x_shapes[s], -1, 1),
+                                 gradcheck_input(rng, 2, (int[]){out, in}, -1, 1),
+                                 gradcheck_input(rng, 1, &out, -1, 1)};
+            gradcheck(linear_fn, &has_bias, inputs, 2 + has_bias,
+                      &(GradcheckOptions){.seed = rng_u64(rng)}, stats, NULL);
+            gradcheck_free(inputs, 3);
+        }
+}
+
 const OpCheck check_table_matmul[] = {
     /* matmul is bilinear: L = sum(r * A B) is linear in each single element, so the central
      * difference has no truncation error at all and only rounding remains, about
      * eps * |L| / h = 1e-16 * O(10) / 1e-6 ~ 1e-9 relative at these sizes. 1e-8 keeps a margin
      * of ten while any wrong transpose or missed batch term gives an O(1) error. */
     {"matmul", check_matmul, 1e-8},
+    /* linear: L = sum(r * (x W^T + b)) is bilinear in (x, W) and linear in b: the same holds. */
+    {"linear_op", check_linear, 1e-8}, /* "linear" is the layer (check_layers.c) */
     {0},
 };

@@ -18,7 +18,7 @@
  *     for pc over K in steps of KC:                        one k-block, in order
  *       pack B[pc:pc+KC, jc:jc+NC] -> B panel              (all threads share it)
  *       for ic over M in steps of MC:                      (threads split these blocks)
- *         pack A[ic:ic+MC, pc:pc+KC] -> A block
+ *         pack A[ic:ic+MC, pc:pc+KC] -> A block            (or read A in place, see below)
  *         for jr over the panel in steps of NR:            one B micro-panel
  *           for ir over the block in steps of MR:          one A micro-panel
  *             tile = A micro-panel x B micro-panel         (MR x NR, KC products each)
@@ -47,6 +47,21 @@
  * ragged edges with zeros, so the kernel always computes a full MR x NR tile and only the final
  * store looks at the true tile size. The transposes therefore live entirely in the packing.
  *
+ * One exception: a row-major A (not transposed) is read in place. Its MR rows are contiguous
+ * along k, so the kernel can broadcast a(i, p) from A itself (row stride lda) as easily as from
+ * a packed panel, and the packing it saves is the costly kind (a transpose, a scalar load and
+ * store per element). That matters for the skinny products of the models, where N is small and
+ * each packed A element is used only N / NR times: packing A was ~7% of a training step. Only
+ * the ragged last micro-panel of an A block is still packed (reading past its end could leave A).
+ *
+ * The kernel writes a full tile straight from its registers into C; only ragged edge tiles go
+ * through a small buffer. Packing buffers come from a per-thread workspace that lives as long as
+ * the thread (see "Packing buffers"), and one thread runs no OpenMP region at all: at ~1 us per
+ * call, the fresh buffers and the team start-up were a large share of the small products that
+ * attention makes by the thousand. With these three changes the attention-sized products
+ * (64 x 256 x 32 and the like) ran 10-50% faster on one thread and the 2048-row products of a
+ * linear layer -5% to +15% (111 GFLOP/s at 512^3, 95% of a measured FMA-only loop).
+ *
  * The micro-kernel holds the MR x NR tile in MR * NR / VL vector registers (VL = lanes per SIMD
  * register: 16 floats with AVX-512) and, for each p, does MR broadcasts of a[p][i], NR / VL loads
  * of b[p][..] and MR * NR / VL fused multiply-adds: with MR = 6 and NR = 2 VL that is 12 FMAs for
@@ -65,6 +80,7 @@
  * usual |error| <= ~K * eps * sum_k |a_ik| |b_kj| (tests/test_matmul.c checks exactly that). */
 #include "gemm.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -115,44 +131,11 @@ enum {
 
 /* --- The micro-kernel -------------------------------------------------------------------- */
 
-/* tile = sum over p < kc of a[p][i] * b[p][j], for i < MR, j < NR.
- * a: A micro-panel, kc x MR (a[p * MR + i]); b: B micro-panel, kc x NR (b[p * NR + j]).
- * The plain-C loop it computes:
- *     for (p = 0; p < kc; p++)
- *         for (i = 0; i < MR; i++)
- *             for (j = 0; j < NR; j++) tile[i][j] += a[p * MR + i] * b[p * NR + j];
- * with the j loop done VL lanes at a time. */
-KERNEL_FP_CONTRACT
-static void micro_kernel(int kc, const real *restrict a, const real *restrict b,
-                         real tile[MR][NR]) {
-    vreal acc[MR][NV]; /* the MR x NR tile, in 12 registers */
-    for (int i = 0; i < MR; i++)
-        for (int v = 0; v < NV; v++) acc[i][v] = (vreal){0};
-    for (int p = 0; p < kc; p++, a += MR, b += NR) {
-        vreal b_row[NV]; /* b[p][0..NR-1] */
-        for (int v = 0; v < NV; v++) memcpy(&b_row[v], b + v * VL, sizeof(vreal));
-        for (int i = 0; i < MR; i++)
-            for (int v = 0; v < NV; v++) acc[i][v] += a[i] * b_row[v]; /* broadcast a[i] */
-    }
-    for (int i = 0; i < MR; i++)
-        for (int v = 0; v < NV; v++) memcpy(&tile[i][v * VL], &acc[i][v], sizeof(vreal));
-}
-
-/* C[0..rows-1][0..cols-1] = tile (overwrite) or += tile; rows <= MR, cols <= NR. Full tiles, by
- * far the most common, get loops of fixed length that compile to a few vector instructions. */
-static void store_tile(real tile[MR][NR], int rows, int cols, real *C, int ldc, int overwrite) {
-    if (rows == MR && cols == NR) {
-        for (int i = 0; i < MR; i++) {
-            real *restrict c = C + (long)i * ldc;
-            if (overwrite)
-                for (int j = 0; j < NR; j++) c[j] = tile[i][j];
-            else
-                for (int j = 0; j < NR; j++) c[j] += tile[i][j];
-        }
-        return;
-    }
+/* C[0..rows-1][0..cols-1] = tile (overwrite) or += tile; rows <= MR, cols <= NR. Only the
+ * ragged tiles at the bottom and right edges of C come here; the kernel stores full tiles. */
+static void store_tile(real tile[MR][NR], int rows, int cols, real *C, long ldc, int overwrite) {
     for (int i = 0; i < rows; i++) {
-        real *restrict c = C + (long)i * ldc;
+        real *restrict c = C + i * ldc;
         if (overwrite)
             for (int j = 0; j < cols; j++) c[j] = tile[i][j];
         else
@@ -160,12 +143,72 @@ static void store_tile(real tile[MR][NR], int rows, int cols, real *C, int ldc, 
     }
 }
 
+/* One tile of C: C[i][j] (+)= sum over p < kc of a(i, p) b[p][j], for i < rows <= MR and
+ * j < cols <= NR, where
+ *     a(i, p) = a[i * a_row_step + p * a_k_step]   an A micro-panel: packed (steps 1, MR), or
+ *                                                   A's own rows read in place (steps lda, 1)
+ *     b[p][j] = b[p * NR + j]                       a packed B micro-panel, kc x NR.
+ * The plain-C loop it computes:
+ *     for (p = 0; p < kc; p++)
+ *         for (i = 0; i < MR; i++)
+ *             for (j = 0; j < NR; j++) tile[i][j] += a(i, p) * b[p][j];
+ * with the j loop done VL lanes at a time, then the tile goes into C. A full tile (by far the
+ * most common) goes straight from the registers to C; a ragged edge tile through store_tile.
+ * Always inlined into the two kernels below, whose constant steps let it compile to one tight
+ * loop each. */
+KERNEL_FP_CONTRACT
+static inline __attribute__((always_inline)) void
+tile_kernel(int kc, const real *restrict a, long a_row_step, long a_k_step, const real *restrict b,
+            real *restrict C, long ldc, int rows, int cols, int overwrite) {
+    vreal acc[MR][NV]; /* the MR x NR tile, in 12 registers */
+    for (int i = 0; i < MR; i++)
+        for (int v = 0; v < NV; v++) acc[i][v] = (vreal){0};
+    for (int p = 0; p < kc; p++, a += a_k_step, b += NR) {
+        vreal b_row[NV]; /* b[p][0..NR-1] */
+        for (int v = 0; v < NV; v++) memcpy(&b_row[v], b + v * VL, sizeof(vreal));
+        for (int i = 0; i < MR; i++)
+            for (int v = 0; v < NV; v++) acc[i][v] += a[i * a_row_step] * b_row[v]; /* broadcast */
+    }
+    if (rows == MR && cols == NR) {
+        for (int i = 0; i < MR; i++)
+            for (int v = 0; v < NV; v++) {
+                real *c = C + i * ldc + v * VL;
+                vreal sum = acc[i][v];
+                if (!overwrite) {
+                    vreal old;
+                    memcpy(&old, c, sizeof old);
+                    sum += old;
+                }
+                memcpy(c, &sum, sizeof sum);
+            }
+        return;
+    }
+    real tile[MR][NR];
+    for (int i = 0; i < MR; i++)
+        for (int v = 0; v < NV; v++) memcpy(&tile[i][v * VL], &acc[i][v], sizeof(vreal));
+    store_tile(tile, rows, cols, C, ldc, overwrite);
+}
+
+/* A packed A micro-panel: a(i, p) = a[p * MR + i]. */
+KERNEL_FP_CONTRACT
+static void micro_kernel(int kc, const real *a, const real *b, real *C, long ldc, int rows,
+                         int cols, int overwrite) {
+    tile_kernel(kc, a, 1, MR, b, C, ldc, rows, cols, overwrite);
+}
+
+/* MR rows of a row-major A read where they are: a(i, p) = a[i * lda + p]. */
+KERNEL_FP_CONTRACT
+static void micro_kernel_rows(int kc, const real *a, long lda, const real *b, real *C, long ldc,
+                              int rows, int cols, int overwrite) {
+    tile_kernel(kc, a, lda, 1, b, C, ldc, rows, cols, overwrite);
+}
+
 /* Ask for the C tile's cache lines before the kernel runs, so they have arrived (from L2 or L3)
- * when store_tile reads and writes them: the kernel takes thousands of cycles, a miss hundreds. */
-static void prefetch_tile(const real *C, int ldc) {
+ * when the kernel reads and writes them: the kernel takes thousands of cycles, a miss hundreds. */
+static void prefetch_tile(const real *C, long ldc) {
     for (int i = 0; i < MR; i++)
         for (int j = 0; j < NR; j += 64 / (int)sizeof(real))
-            __builtin_prefetch(C + (long)i * ldc + j, 1, 3);
+            __builtin_prefetch(C + i * ldc + j, 1, 3);
 }
 
 /* --- Packing -------------------------------------------------------------------------------- */
@@ -218,20 +261,72 @@ static void pack_b(Strided b, int j0, int cols, int k0, int kc, real *restrict d
     pack(b, j0, cols, k0, kc, NR, dst);
 }
 
+/* --- Packing buffers: one workspace per thread, kept for the thread's lifetime ------------ */
+
+/* A call needs one B panel plus one A block per thread of its team, in one buffer. A fresh
+ * buffer per call costs little beside a large product but much beside the small ones that
+ * attention makes by the thousand (a 64 x 256 x 32 product takes ~15 us), so each thread that
+ * calls gemm keeps its buffer and grows it when a call needs more: one allocation per thread
+ * per size ever needed. It is freed when the thread exits (the key's destructor), for the main
+ * thread at exit (atexit), or earlier by gemm_free_workspace(). Threads never share one: an
+ * OpenMP loop whose items each call gemm gives every item its calling thread's buffer. */
+typedef struct Workspace {
+    real *data;
+    size_t capacity; /* reals */
+} Workspace;
+
+static _Thread_local Workspace thread_workspace;
+static pthread_key_t workspace_key; /* only for its destructor: frees a thread's on exit */
+static pthread_once_t workspace_once = PTHREAD_ONCE_INIT;
+
+static void free_workspace(Workspace *w) {
+    free(w->data);
+    *w = (Workspace){0};
+}
+static void workspace_destructor(void *w) {
+    free_workspace(w);
+}
+static void workspace_setup(void) {
+    if (pthread_key_create(&workspace_key, workspace_destructor) != 0)
+        cpool_fail("gemm: cannot create the thread key for packing buffers");
+    atexit(gemm_free_workspace);
+}
+
+void gemm_free_workspace(void) {
+    free_workspace(&thread_workspace);
+}
+
+/* The calling thread's buffer, at least `reals` long and 64-byte aligned (a cache line, and
+ * one AVX-512 register), or cpool_fail. Its contents are not kept when it grows. */
+static real *workspace(size_t reals) {
+    Workspace *w = &thread_workspace;
+    if (w->capacity >= reals) return w->data;
+    pthread_once(&workspace_once, workspace_setup);
+    free_workspace(w);
+    size_t bytes = (reals * sizeof(real) + 63) / 64 * 64;
+    w->data = aligned_alloc(64, bytes);
+    if (!w->data) cpool_fail("gemm: out of memory for %zu bytes of packing buffers", bytes);
+    w->capacity = reals;
+    pthread_setspecific(workspace_key, w);
+    return w->data;
+}
+
 /* --- The five loops ---------------------------------------------------------------------- */
 
 typedef struct Gemm {
     int M, N, K;
-    Strided a; /* op(A) as (i, k) */
-    Strided b; /* op(B) as (j, k) */
+    Strided a;      /* op(A) as (i, k) */
+    Strided b;      /* op(B) as (j, k) */
+    int a_in_place; /* 1: full A micro-panels are read from A itself, not packed (see plan) */
     real *C;
-    int ldc, accumulate;
-    int mc;           /* rows per A block (<= MC, a multiple of MR) */
-    int m_blocks;     /* ceil(M / mc) */
-    int n_chunks;     /* each B panel is split into this many column chunks of whole NR */
-    real *b_panel;    /* KC x NC, shared */
-    real *a_blocks;   /* one MC x KC block per thread */
-    int a_block_size; /* reals per thread's A block */
+    long ldc;
+    int accumulate;
+    int mc;            /* rows per A block (<= MC, a multiple of MR) */
+    int m_blocks;      /* ceil(M / mc) */
+    int n_chunks;      /* each B panel is split into this many column chunks of whole NR */
+    real *b_panel;     /* KC x NC, shared */
+    real *a_blocks;    /* one MC x KC block per thread */
+    long a_block_size; /* reals per thread's A block */
 } Gemm;
 
 static int min_int(int x, int y) {
@@ -241,6 +336,7 @@ static int round_up(int x, int multiple) {
     return (x + multiple - 1) / multiple * multiple;
 }
 
+/* The calling thread's number in its team, and the team's size (0 and 1 without OpenMP). */
 static int thread_id(void) {
 #ifdef _OPENMP
     return omp_get_thread_num();
@@ -248,53 +344,88 @@ static int thread_id(void) {
     return 0;
 #endif
 }
+static int team_size(void) {
+#ifdef _OPENMP
+    return omp_get_num_threads();
+#else
+    return 1;
+#endif
+}
+
+/* The A block rows [ic, ic + mc) x k-block [pc, pc + kc), made ready for the kernels: packed
+ * whole, or when A is read in place, only its ragged last micro-panel (rows past M are zeros
+ * there; reading them in place would run off the end of A). */
+static void prepare_a_block(const Gemm *g, int ic, int mc, int pc, int kc, real *a_block) {
+    if (!g->a_in_place) {
+        pack_a(g->a, ic, mc, pc, kc, a_block);
+        return;
+    }
+    int full = mc / MR * MR;
+    if (full < mc) pack_a(g->a, ic + full, mc - full, pc, kc, a_block);
+}
 
 /* One work item of one k-block: A block `m_block` times column chunk `chunk` of the B panel
- * (columns jc .. jc + nc of C). Packs the A block unless this thread packed it last time. */
-static void multiply_block(const Gemm *g, int m_block, int chunk, int jc, int nc, int pc, int kc,
-                           int *packed_m_block) {
+ * (columns jc .. jc + nc of C). Prepares the A block unless this thread did so last time. */
+static void multiply_block(const Gemm *g, real *a_block, int m_block, int chunk, int jc, int nc,
+                           int pc, int kc, int *prepared_m_block) {
     int ic = m_block * g->mc, mc = min_int(g->mc, g->M - ic);
-    real *a_block = g->a_blocks + (long)thread_id() * g->a_block_size;
-    if (*packed_m_block != m_block) {
-        pack_a(g->a, ic, mc, pc, kc, a_block);
-        *packed_m_block = m_block;
+    if (*prepared_m_block != m_block) {
+        prepare_a_block(g, ic, mc, pc, kc, a_block);
+        *prepared_m_block = m_block;
     }
     int chunk_width = round_up((nc + g->n_chunks - 1) / g->n_chunks, NR);
     int j_begin = chunk * chunk_width, j_end = min_int(nc, j_begin + chunk_width);
     int overwrite = pc == 0 && !g->accumulate;
-    real tile[MR][NR];
     for (int jr = j_begin; jr < j_end; jr += NR) {
         const real *b_micro = g->b_panel + (long)jr * kc;
+        int cols = min_int(NR, nc - jr);
         for (int ir = 0; ir < mc; ir += MR) {
-            real *c = g->C + (long)(ic + ir) * g->ldc + jc + jr;
+            real *c = g->C + (ic + ir) * g->ldc + jc + jr;
+            int rows = min_int(MR, mc - ir);
             prefetch_tile(c, g->ldc);
-            micro_kernel(kc, a_block + (long)ir * kc, b_micro, tile);
-            store_tile(tile, min_int(MR, mc - ir), min_int(NR, nc - jr), c, g->ldc, overwrite);
+            if (g->a_in_place && rows == MR) {
+                const real *a = g->a.data + (ic + ir) * g->a.row_stride + pc;
+                micro_kernel_rows(kc, a, g->a.row_stride, b_micro, c, g->ldc, rows, cols,
+                                  overwrite);
+            } else {
+                const real *a = a_block + (g->a_in_place ? 0 : (long)ir * kc);
+                micro_kernel(kc, a, b_micro, c, g->ldc, rows, cols, overwrite);
+            }
         }
     }
 }
 
-/* The jc and pc loops, run by every thread of the team: the B panel is packed by all threads
- * together (one micro-panel each in turn), then the (A block, column chunk) items are shared. */
-static void gemm_blocked(const Gemm *g) {
-    int packed_m_block = -1;
+/* Meet the other threads of the team. Only ever reached with threads > 1, i.e. inside gemm's
+ * own parallel region: a barrier outside one would bind to the caller's team. */
+static void team_barrier(int threads) {
+    if (threads > 1) {
+#pragma omp barrier
+    }
+}
+
+/* The jc and pc loops, run by thread `tid` of `threads`: the B panel is packed by all threads
+ * together (micro-panel q by thread q mod threads), then the (A block, column chunk) items are
+ * shared out in contiguous ranges. */
+static void gemm_blocked(const Gemm *g, int tid, int threads) {
+    real *a_block = g->a_blocks + tid * g->a_block_size;
+    int prepared_m_block = -1;
     for (int jc = 0; jc < g->N; jc += NC) {
         int nc = min_int(NC, g->N - jc);
         for (int pc = 0; pc < g->K; pc += KC) {
             int kc = min_int(KC, g->K - pc);
             int b_micro_panels = (nc + NR - 1) / NR;
-#pragma omp for schedule(static)
-            for (int q = 0; q < b_micro_panels; q++)
+            for (int q = tid; q < b_micro_panels; q += threads)
                 pack_b(g->b, jc + q * NR, min_int(NR, nc - q * NR), pc, kc,
                        g->b_panel + (long)q * NR * kc);
-            /* implicit barrier: the panel is complete */
-            packed_m_block = -1; /* a new k-block: every A block must be packed again */
+            team_barrier(threads); /* the panel is complete */
+            prepared_m_block = -1; /* a new k-block: every A block must be prepared again */
             int items = g->m_blocks * g->n_chunks;
-#pragma omp for schedule(static)
-            for (int item = 0; item < items; item++)
-                multiply_block(g, item / g->n_chunks, item % g->n_chunks, jc, nc, pc, kc,
-                               &packed_m_block);
-            /* implicit barrier: nobody still reads the panel when the next one is packed */
+            int first = (int)((long)items * tid / threads);
+            int end = (int)((long)items * (tid + 1) / threads);
+            for (int item = first; item < end; item++)
+                multiply_block(g, a_block, item / g->n_chunks, item % g->n_chunks, jc, nc, pc, kc,
+                               &prepared_m_block);
+            team_barrier(threads); /* nobody still reads the panel when the next one is packed */
         }
     }
 }
@@ -312,13 +443,6 @@ static void plan(Gemm *g, int threads) {
     g->n_chunks = min_int(g->n_chunks, n_micro_panels);
 }
 
-/* 64-byte aligned (a cache line, and one AVX-512 register), or cpool_fail. */
-static real *allocate_buffers(size_t bytes) {
-    real *buffer = aligned_alloc(64, bytes);
-    if (!buffer) cpool_fail("gemm: out of memory for %zu bytes of packing buffers", bytes);
-    return buffer;
-}
-
 void gemm(int trans_a, int trans_b, int M, int N, int K, const real *A, int lda, const real *B,
           int ldb, real *C, int ldc, int accumulate) {
     if (M <= 0 || N <= 0) return;
@@ -331,6 +455,12 @@ void gemm(int trans_a, int trans_b, int M, int N, int K, const real *A, int lda,
     /* op(A)(i, k) = A[i][k] or, transposed, A[k][i]; op(B) read as (j, k) = B[k][j] or B[j][k]. */
     g.a = trans_a ? (Strided){A, 1, lda} : (Strided){A, lda, 1};
     g.b = trans_b ? (Strided){B, ldb, 1} : (Strided){B, 1, ldb};
+    /* A row-major A is read in place: each of the MR rows the kernel reads is contiguous along
+     * k, so the kernel streams MR rows instead of one packed panel, and the packing (a
+     * transpose, the costly kind) is saved. A transposed A is packed: its rows at one k are
+     * contiguous, but reading them in place would jump lda elements per k, which for the
+     * power-of-two lda of the models maps every line to the same few cache sets. */
+    g.a_in_place = !trans_a;
 
     int threads = 1;
 #ifdef _OPENMP
@@ -339,25 +469,23 @@ void gemm(int trans_a, int trans_b, int M, int N, int K, const real *A, int lda,
 #endif
     plan(&g, threads);
 
-    /* Packing buffers, sized for this call: one B panel plus one A block per thread, each
-     * rounded to whole cache lines so every block starts 64-byte aligned. */
+    /* The calling thread's buffer holds one B panel and one A block per thread, each rounded
+     * to whole cache lines so every block starts 64-byte aligned. */
     const int line = 64 / (int)sizeof(real); /* reals per cache line */
     int kc_max = min_int(KC, K);
-    int b_size = round_up(round_up(min_int(N, NC), NR) * kc_max, line); /* <= NC x KC */
-    g.a_block_size = round_up(g.mc * kc_max, line);                     /* <= MC x KC */
-    size_t bytes = ((size_t)b_size + (size_t)threads * g.a_block_size) * sizeof(real);
-    real *buffer = allocate_buffers(bytes);
-    g.b_panel = buffer;
-    g.a_blocks = buffer + b_size;
+    long b_size = round_up(round_up(min_int(N, NC), NR) * kc_max, line); /* <= NC x KC */
+    g.a_block_size = round_up(g.mc * kc_max, line);                      /* <= MC x KC */
+    g.b_panel = workspace((size_t)(b_size + threads * g.a_block_size));
+    g.a_blocks = g.b_panel + b_size;
 
-    /* Always a parallel region, even of one thread (`if` false): it gives the `omp for` loops
-     * in gemm_blocked a team of their own. Without it, when gemm is called from inside someone
-     * else's parallel region, those loops would bind to the caller's team and split this one
-     * product among its threads. */
-#pragma omp parallel num_threads(threads) if (threads > 1)
-    gemm_blocked(&g);
-
-    free(buffer);
+    if (threads == 1) {
+        gemm_blocked(&g, 0, 1);
+        return;
+    }
+    /* The team may be smaller than asked for (a thread limit): the work is split among the
+     * threads that came, each using the A block of its number. */
+#pragma omp parallel num_threads(threads)
+    gemm_blocked(&g, thread_id(), team_size());
 }
 
 /* --- The reference -------------------------------------------------------------------------- */

@@ -15,6 +15,11 @@
 void gemm(int trans_a, int trans_b, int M, int N, int K, const real *A, int lda, const real *B,
           int ldb, real *C, int ldc, int accumulate);
 
+/* gemm keeps its packing buffers (one per calling thread, up to ~5 MB) for the thread's lifetime;
+ * they are freed when the thread exits, the main thread's at exit. This frees the calling
+ * thread's now (the next gemm call on it allocates again). */
+void gemm_free_workspace(void);
+
 /* The same product by the textbook triple loop: the reference the fast kernel is tested against. */
 void gemm_reference(int trans_a, int trans_b, int M, int N, int K, const real *A, int lda,
                     const real *B, int ldb, real *C, int ldc, int accumulate);

@@ -54,6 +54,9 @@ Tensor *op_dropout(Tape *tape, Tensor *x, real p, Rng *rng);
  * Leading (batch) dimensions must be equal, or one side is 2-d and is shared by every batch.
  * Result (..., M, N). */
 Tensor *op_matmul(Tape *tape, Tensor *a, Tensor *b, int trans_a, int trans_b);
+/* A linear layer as one op: y = x W^T + b. x (..., in), weight (out, in), bias (out) or NULL
+ * -> y (..., out). What op_add(op_matmul(x, weight, 0, 1), bias) computes, in one record. */
+Tensor *op_linear(Tape *tape, Tensor *x, Tensor *weight, Tensor *bias);
 
 /* --- Attention, fused (ops_attention.c) -------------------------------------------------- */
 /* q, k, v (B, H, N, dh) -> o (B, H, N, dh): o = softmax(q k^T / sqrt(dh) + mask) v, with the

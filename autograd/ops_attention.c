@@ -38,15 +38,17 @@
 #include "gemm.h"
 #include "ops.h"
 #include "util.h"
+#include "vmath.h"
 
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
+/* float32: vmath_expf (vmath.h: 1 ulp, branch-free, so the exp loop vectorises); float64: libm. */
 #ifdef CPOOL_DOUBLE
 #define real_exp exp
 #else
-#define real_exp expf /* several times faster than exp in float32 */
+#define real_exp vmath_expf
 #endif
 
 enum { ROW_BLOCK = 64 };
@@ -100,11 +102,10 @@ static void softmax_row(const AttentionPlan *p, int i, int c0, int c1, real *row
         row[j] *= p->scale; /* S_ij */
         m = row[j] > m ? row[j] : m;
     }
-    double total = 0;
-    for (int j = lo; j <= hi; j++) {
-        row[j] = real_exp(row[j] - m);
-        total += row[j];
-    }
+    for (int j = lo; j <= hi; j++) row[j] = real_exp(row[j] - m);
+    double total = 0; /* in double, a vector of partial sums (a fixed order for a given build) */
+#pragma omp simd reduction(+ : total)
+    for (int j = lo; j <= hi; j++) total += row[j];
     real inverse = (real)(1.0 / total);
     for (int j = lo; j <= hi; j++) row[j] *= inverse;
 }

@@ -186,9 +186,9 @@ static ALWAYS_INLINE real contribution(BinaryOp op, int side, real dy, real a, r
 }
 
 /* The input of side `side` is as large as y: its element i is y's element i, so each gradient
- * element receives exactly one contribution and is added to in place. */
+ * element receives exactly one contribution: stored into a fresh buffer (overwrite), else added. */
 static ALWAYS_INLINE void backward_full(BinaryOp op, int side, const Walk *w, const Tensor *a,
-                                        const Tensor *b, const Tensor *y, real *dx) {
+                                        const Tensor *b, const Tensor *y, real *dx, int overwrite) {
     long n = w->shape[w->ndim - 1], step_a = w->stride[0][w->ndim - 1],
          step_b = w->stride[1][w->ndim - 1];
     Cursor c = {{0}, {0, 0}};
@@ -196,8 +196,10 @@ static ALWAYS_INLINE void backward_full(BinaryOp op, int side, const Walk *w, co
         const real *ra = a->data + c.offset[0], *rb = b->data + c.offset[1];
         const real *ry = y->data + row * n, *rdy = y->grad + row * n;
         real *rdx = dx + row * n;
-        for (long j = 0; j < n; j++)
-            rdx[j] += contribution(op, side, rdy[j], ra[j * step_a], rb[j * step_b], ry[j]);
+        for (long j = 0; j < n; j++) {
+            real g = contribution(op, side, rdy[j], ra[j * step_a], rb[j * step_b], ry[j]);
+            rdx[j] = overwrite ? g : rdx[j] + g;
+        }
     }
 }
 
@@ -205,7 +207,7 @@ static ALWAYS_INLINE void backward_full(BinaryOp op, int side, const Walk *w, co
  * in a double buffer of its size (in the arena), then add the sums into dx. */
 static ALWAYS_INLINE void backward_reduce(Tape *tape, BinaryOp op, int side, const Walk *w,
                                           const Tensor *a, const Tensor *b, const Tensor *y,
-                                          real *dx) {
+                                          real *dx, int overwrite) {
     long size = side == 0 ? a->size : b->size;
     double *sum = tape_save(tape, (size_t)size * sizeof(double)); /* zeroed */
     long n = w->shape[w->ndim - 1], step_a = w->stride[0][w->ndim - 1],
@@ -225,24 +227,32 @@ static ALWAYS_INLINE void backward_reduce(Tape *tape, BinaryOp op, int side, con
         for (long j = 0; j < n; j++)
             rsum[j] += contribution(op, side, rdy[j], ra[j * step_a], rb[j * step_b], ry[j]);
     }
-    for (long k = 0; k < size; k++) dx[k] += (real)sum[k];
+    for (long k = 0; k < size; k++) dx[k] = overwrite ? (real)sum[k] : dx[k] + (real)sum[k];
 }
 
 static ALWAYS_INLINE void backward(Tape *tape, BinaryOp op, TapeRecord *record) {
     Tensor *a = record->inputs[0], *b = record->inputs[1], *y = record->output;
-    real *da = tape_grad(tape, a), *db = tape_grad(tape, b);
+    /* Each path below produces all of da (and of db) in one pass, so a fresh buffer is stored
+     * into instead of being zeroed and added to. (x op x: db then finds da's part and adds.) */
+    int overwrite_a, overwrite_b;
+    real *da = tape_grad_write(tape, a, &overwrite_a), *db = tape_grad_write(tape, b, &overwrite_b);
     if (a->size == y->size && b->size == y->size) { /* same shape: the plain loops */
-        for (long i = 0; da && i < y->size; i++) da[i] += gradient_a(op, y->grad[i], b->data[i]);
-        for (long i = 0; db && i < y->size; i++)
-            db[i] += gradient_b(op, y->grad[i], a->data[i], b->data[i], y->data[i]);
+        for (long i = 0; da && i < y->size; i++) {
+            real g = gradient_a(op, y->grad[i], b->data[i]);
+            da[i] = overwrite_a ? g : da[i] + g;
+        }
+        for (long i = 0; db && i < y->size; i++) {
+            real g = gradient_b(op, y->grad[i], a->data[i], b->data[i], y->data[i]);
+            db[i] = overwrite_b ? g : db[i] + g;
+        }
         return;
     }
     if (y->size == 0) return;
     Walk w = plan_walk(a, b, y);
-    if (da && a->size == y->size) backward_full(op, 0, &w, a, b, y, da);
-    if (da && a->size != y->size) backward_reduce(tape, op, 0, &w, a, b, y, da);
-    if (db && b->size == y->size) backward_full(op, 1, &w, a, b, y, db);
-    if (db && b->size != y->size) backward_reduce(tape, op, 1, &w, a, b, y, db);
+    if (da && a->size == y->size) backward_full(op, 0, &w, a, b, y, da, overwrite_a);
+    if (da && a->size != y->size) backward_reduce(tape, op, 0, &w, a, b, y, da, overwrite_a);
+    if (db && b->size == y->size) backward_full(op, 1, &w, a, b, y, db, overwrite_b);
+    if (db && b->size != y->size) backward_reduce(tape, op, 1, &w, a, b, y, db, overwrite_b);
 }
 
 static ALWAYS_INLINE Tensor *binary(Tape *tape, BinaryOp op, BackwardFn backward_fn, Tensor *a,

@@ -85,12 +85,14 @@ static void split_at_axis(const Tensor *x, int axis, long *outer, long *inner) {
  *
  * The output SHARES x's data buffer (no copy): tensors are never modified in place, so the two
  * views can never disagree. Only the Tensor header is new; y's gradient is its own buffer
- * (allocated by tape_grad during backward) and backward adds it into x's. */
+ * (allocated during backward), which backward copies into x's, or adds when x's already holds
+ * other contributions. (Sharing the gradient buffer too would save the copy, but y->grad would
+ * then also show x's other contributions, and docs/autograd.md lets a user read y->grad.) */
 static void reshape_backward(Tape *tape, TapeRecord *record) {
     Tensor *x = record->inputs[0], *y = record->output;
-    real *dx = tape_grad(tape, x);
-    if (!dx) return;
-    for (long i = 0; i < y->size; i++) dx[i] += y->grad[i];
+    int overwrite;
+    real *dx = tape_grad_write(tape, x, &overwrite); /* a fresh buffer is copied into */
+    if (dx) copy_row(dx, y->grad, y->size, 1, !overwrite);
 }
 
 /* The shape with its -1 entry (if any) replaced so that it holds x->size elements. */
@@ -153,9 +155,10 @@ typedef struct PermuteSaved {
 static void permute_backward(Tape *tape, TapeRecord *record) {
     Tensor *x = record->inputs[0], *y = record->output;
     const PermuteSaved *saved = record->saved;
-    real *dx = tape_grad(tape, x);
+    int overwrite;
+    real *dx = tape_grad_write(tape, x, &overwrite); /* a fresh buffer is written, not added to */
     if (!dx) return;
-    permute_into(dx, y->grad, y->ndim, y->shape, saved->inverse, 1);
+    permute_into(dx, y->grad, y->ndim, y->shape, saved->inverse, !overwrite);
 }
 
 /* perm is already validated and normalised (entries in 0..ndim-1, each once). */
@@ -262,8 +265,9 @@ static void concat_backward(Tape *tape, TapeRecord *record) {
     for (int k = 0; k < record->n_inputs; k++) {
         Tensor *x = record->inputs[k];
         long x_row = x->shape[axis] * inner;
-        real *dx = tape_grad(tape, x);
-        if (dx) copy_blocks(dx, x_row, y->grad + offset, y_row, outer, x_row, 1);
+        int overwrite; /* the blocks cover all of dx: a fresh buffer is copied into */
+        real *dx = tape_grad_write(tape, x, &overwrite);
+        if (dx) copy_blocks(dx, x_row, y->grad + offset, y_row, outer, x_row, !overwrite);
         offset += x_row;
     }
 }

@@ -5,7 +5,9 @@
  * f', the backward loop and the forward loop. Where f' is cheaper from the output (exp: f' = y;
  * tanh: 1 - y^2) the backward reads y instead of recomputing.
  *
- * The libm functions are evaluated in double and rounded to `real`. Where PyTorch (1.13) picks a
+ * The libm functions are evaluated in double and rounded to `real`, except in the float32 build's
+ * exp, sigmoid and gelu, which use vmath.h's vectorisable float functions (a few ulps; see there
+ * and docs/autograd.md, "Fast float32 exp and erfc"). Where PyTorch (1.13) picks a
  * value at a kink or a convention at the edges, we pick the same: relu'(0) = 0, |x|'(0) = 0,
  * clamp passes the gradient for lo <= x <= hi inclusive, softplus is x itself above 20, and
  * pow with exponent 0 has gradient 0 everywhere. */
@@ -14,6 +16,7 @@
 
 #include "ops.h"
 #include "util.h"
+#include "vmath.h"
 
 /* The libm-heavy loops (pow, exp, log, tanh, sigmoid, softplus, gelu: 10-40 ns an element) are
  * split across threads above this size. Each element is computed alone, so the result does not
@@ -119,10 +122,17 @@ static void exp_backward(Tape *tape, TapeRecord *record) {
     for (long i = 0; i < u.n; i++) u.dx[i] += u.dy[i] * u.y[i];
 }
 
+/* float32: vmath_expf (vmath.h, 1 ulp), which the compiler vectorises; float64: libm. */
+#ifdef CPOOL_DOUBLE
+#define real_exp exp
+#else
+#define real_exp vmath_expf
+#endif
+
 Tensor *op_exp(Tape *tape, Tensor *x) {
     Tensor *y = like(tape, x);
 #pragma omp parallel for schedule(static) if (x->size >= PARALLEL_MIN_ELEMENTS)
-    for (long i = 0; i < x->size; i++) y->data[i] = (real)exp(x->data[i]);
+    for (long i = 0; i < x->size; i++) y->data[i] = (real)real_exp(x->data[i]);
     tape_record(tape, "exp", exp_backward, y, 1, &x);
     return y;
 }
@@ -223,10 +233,24 @@ static double sigmoid(double x) {
     return e / (1 + e);
 }
 
+#ifndef CPOOL_DOUBLE
+/* The same stable form in float32 without branches: e = e^-|x| <= 1, and sigmoid is 1 / (1 + e)
+ * for x >= 0, e / (1 + e) for x < 0. vmath_expf's 1 ulp and two roundings: 2 ulp. */
+VMATH_INLINE float sigmoid_float(float x) {
+    float e = vmath_expf(-fabsf(x));
+    float inverse = 1.0f / (1.0f + e);
+    return vmath_select(x >= 0, inverse, e * inverse);
+}
+#endif
+
 Tensor *op_sigmoid(Tape *tape, Tensor *x) {
     Tensor *y = like(tape, x);
 #pragma omp parallel for schedule(static) if (x->size >= PARALLEL_MIN_ELEMENTS)
-    for (long i = 0; i < x->size; i++) y->data[i] = (real)sigmoid(x->data[i]);
+#ifdef CPOOL_DOUBLE
+    for (long i = 0; i < x->size; i++) y->data[i] = sigmoid(x->data[i]);
+#else
+    for (long i = 0; i < x->size; i++) y->data[i] = sigmoid_float(x->data[i]);
+#endif
     tape_record(tape, "sigmoid", sigmoid_backward, y, 1, &x);
     return y;
 }
@@ -275,18 +299,23 @@ Tensor *op_relu(Tape *tape, Tensor *x) {
  * its relative accuracy in the far left tail where 1 + erf cancels to 0.
  * phi(x) = e^(-x^2 / 2) / sqrt(2 pi). At x = -1000 both terms are (-)0, at +1000 y = x. */
 #ifdef CPOOL_DOUBLE
-#define real_erfc erfc
-#define real_exp  exp
-#else /* float32: erfcf and expf are several times faster, and exact to float precision */
-#define real_erfc erfcf
-#define real_exp  expf
-#endif
 static real normal_cdf(real x) {
-    return (real)0.5 * real_erfc(-x * (real)M_SQRT1_2);
+    return 0.5 * erfc(-x * M_SQRT1_2);
 }
 static real normal_pdf(real x) {
-    return real_exp((real)-0.5 * x * x) * (real)(0.5 * M_2_SQRTPI * M_SQRT1_2);
+    return exp(-0.5 * x * x) * (0.5 * M_2_SQRTPI * M_SQRT1_2);
 }
+#else
+/* float32: vmath.h's branch-free Phi and phi (3 and 1.2 ulp measured, tests/test_vmath.c), so
+ * the loops below vectorise; libm's erfcf and expf are calls, 9% of a training step. In the
+ * backward both share one e^(-x^2/2) (the compiler sees the same computation twice). */
+VMATH_INLINE real normal_cdf(real x) {
+    return vmath_normal_cdf(x);
+}
+VMATH_INLINE real normal_pdf(real x) {
+    return vmath_normal_pdf(x);
+}
+#endif
 
 static void gelu_backward(Tape *tape, TapeRecord *record) {
     Unary u;

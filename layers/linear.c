@@ -26,22 +26,13 @@ void linear_init(Linear *layer, LinearConfig config, ParamSet *params, const cha
     }
 }
 
-/* y = x W^T + b. The leading axes are flattened into rows so that the whole layer is ONE matrix
- * product (rows, in) x (in, out) whatever the batch shape. Reshape shares data; only its backward
- * costs a pass (dx += dy), so a 2-d x skips it. */
+/* y = x W^T + b: one op_linear, whatever the batch shape (its leading axes are the rows of one
+ * matrix product). */
 Tensor *linear_forward(Tape *tape, const Linear *layer, Tensor *x) {
-    int in = layer->config.in, out = layer->config.out;
+    int in = layer->config.in;
     if (x->ndim < 1 || x->shape[x->ndim - 1] != in) {
         char shape[64];
         cpool_fail("linear: x must be (..., %d), got shape %s", in, TENSOR_SHAPE_STR(x, shape));
     }
-    int rows = (int)(x->size / in);
-    Tensor *x2 = x->ndim == 2 ? x : op_reshape(tape, x, 2, (int[]){rows, in}); /* (rows, in) */
-    Tensor *y = op_matmul(tape, x2, layer->weight, 0, 1);                      /* (rows, out) */
-    if (layer->bias) y = op_add(tape, y, layer->bias); /* (rows, out) + (out) */
-    if (x->ndim == 2) return y;
-    int shape[TENSOR_MAX_DIMS];
-    for (int d = 0; d < x->ndim - 1; d++) shape[d] = x->shape[d];
-    shape[x->ndim - 1] = out;
-    return op_reshape(tape, y, x->ndim, shape); /* (..., out) */
+    return op_linear(tape, x, layer->weight, layer->bias); /* (..., out) */
 }

@@ -1,5 +1,5 @@
-/* test_matmul.c - the blocked gemm against the textbook triple loop, and op_matmul: shapes, hand
- * values, batching, the backward pass and bad inputs.
+/* test_matmul.c - the blocked gemm against the textbook triple loop, op_matmul (shapes, hand
+ * values, batching, the backward pass, bad inputs) and op_linear against matmul plus bias.
  *
  * How close must gemm be to gemm_reference? Both compute sum_k a_ik b_kj (+ c_ij), in a different
  * order and precision. The standard worst-case bound for a sum of K products in floating point
@@ -113,11 +113,16 @@ static void check_case(GemmCase *g) {
 }
 
 /* (M, N, K): ones, primes, sizes around and beyond the block sizes (MR 6, NR 32 or 16, MC 96,
- * KC 512, NC 2048), so every edge-tile and multi-block path runs. */
+ * KC 512, NC 2048), so every edge-tile and multi-block path runs; then the shape classes of the
+ * models, cut down: attention's head products (64 x 256 x 32, 64 x 32 x 256), a linear layer's
+ * forward and backward (rows x 128 x 128, and K = 1100 rows for dW = dy^T x, three k-blocks).
+ * A row-major A is read in place except for the ragged last micro-panel of each A block (M = 97,
+ * 129, 300 leave 1, 3 and 0 rows there), a transposed A is packed: both kinds run in each of the
+ * four transpose combinations. */
 static const int gemm_shapes[][3] = {
-    {1, 1, 1},       {1, 7, 1},     {7, 1, 5},    {1, 1, 9},    {7, 13, 5},
-    {6, 32, 3},      {5, 31, 17},   {13, 33, 2},  {97, 65, 31}, {129, 65, 257},
-    {300, 200, 100}, {13, 40, 600}, {7, 2100, 3}, {2, 3, 1100},
+    {1, 1, 1},    {1, 7, 1},    {7, 1, 5},     {1, 1, 9},      {7, 13, 5},      {6, 32, 3},
+    {5, 31, 17},  {13, 33, 2},  {97, 65, 31},  {129, 65, 257}, {300, 200, 100}, {13, 40, 600},
+    {7, 2100, 3}, {2, 3, 1100}, {64, 256, 32}, {64, 32, 256},  {131, 128, 64},  {40, 24, 1100},
 };
 enum { N_GEMM_SHAPES = sizeof gemm_shapes / sizeof gemm_shapes[0] };
 
@@ -168,26 +173,55 @@ static void gemm_with_an_empty_dimension(void **state) {
     assert_true(C[0] == 0 && C[1] == 0);
 }
 
+/* One product at 1, 2 and 3 threads, for every transpose combination: bit-identical results.
+ * 151 rows make A blocks with a ragged last micro-panel, 1030 = 2 KC + 6 three k-blocks, and
+ * 2 x 151 x 100 x 1030 = 31 MFLOP is far above the size at which gemm starts threads. */
 static void gemm_result_does_not_depend_on_the_thread_count(void **state) {
     (void)state;
 #ifdef _OPENMP
     Rng rng;
     rng_seed(&rng, 4);
-    int M = 150, N = 100, K = 1030; /* several A blocks, three k-blocks, parallel */
-    real *A = padded_matrix(&rng, M, K, K, 0), *B = padded_matrix(&rng, K, N, N, 0);
-    real *C1 = malloc((size_t)M * N * sizeof(real)), *C2 = malloc((size_t)M * N * sizeof(real));
+    int M = 151, N = 100, K = 1030;
     int threads = omp_get_max_threads();
-    omp_set_num_threads(1);
-    gemm(0, 1, M, N, K, A, K, B, K, C1, N, 0);
-    omp_set_num_threads(3);
-    gemm(0, 1, M, N, K, A, K, B, K, C2, N, 0);
-    omp_set_num_threads(threads);
-    assert_memory_equal(C1, C2, (size_t)M * N * sizeof(real));
-    free(A);
-    free(B);
-    free(C1);
-    free(C2);
+    for (int trans = 0; trans < 4; trans++) {
+        GemmCase g = make_case(&rng, trans & 1, trans >> 1, M, N, K, 0, 0);
+        real *C[3];
+        for (int t = 0; t < 3; t++) {
+            C[t] = malloc((size_t)g.c_size * sizeof(real));
+            omp_set_num_threads(t + 1);
+            gemm(g.trans_a, g.trans_b, M, N, K, g.A, g.lda, g.B, g.ldb, C[t], g.ldc, 0);
+        }
+        omp_set_num_threads(threads);
+        for (int t = 1; t < 3; t++)
+            if (memcmp(C[0], C[t], (size_t)g.c_size * sizeof(real)) != 0)
+                fail_msg("gemm trans_a=%d trans_b=%d %dx%dx%d: %d threads differ from 1", g.trans_a,
+                         g.trans_b, M, N, K, t + 1);
+        omp_set_num_threads(2);
+        check_case(&g); /* and the 2-thread result is right */
+        omp_set_num_threads(threads);
+        for (int t = 0; t < 3; t++) free(C[t]);
+        free_case(&g);
+    }
 #endif
+}
+
+/* gemm keeps its packing buffer between calls and grows it: a small call, a large one, a small
+ * one again, then after gemm_free_workspace() (the next call allocates afresh) are all right. */
+static void gemm_is_right_as_its_workspace_grows_and_is_freed(void **state) {
+    (void)state;
+    Rng rng;
+    rng_seed(&rng, 6);
+    const int shapes[][3] = {{5, 7, 3}, {70, 300, 600}, {9, 33, 17}, {0, 0, 0}, {31, 40, 50}};
+    for (int s = 0; s < 5; s++) {
+        if (shapes[s][0] == 0) {
+            gemm_free_workspace();
+            gemm_free_workspace(); /* twice is harmless */
+            continue;
+        }
+        GemmCase g = make_case(&rng, s & 1, 0, shapes[s][0], shapes[s][1], shapes[s][2], 0, 1);
+        check_case(&g);
+        free_case(&g);
+    }
 }
 
 /* Each thread of a caller's parallel region runs its own gemm: every product must still be
@@ -424,12 +458,127 @@ static void bad_shapes_fail_with_both_shapes(void **state) {
     tensor_free(t234), tensor_free(t345), tensor_free(q2345);
 }
 
+/* --- op_linear ------------------------------------------------------------------------------- */
+
+/* What op_linear replaces: x reshaped to (rows, in), times W^T, plus b, reshaped to (..., out). */
+static Tensor *linear_by_parts(Tape *tape, Tensor *x, Tensor *w, Tensor *b) {
+    int in = w->shape[1], out = w->shape[0], rows = (int)(x->size / in);
+    Tensor *y = op_matmul(tape, op_reshape(tape, x, 2, (int[]){rows, in}), w, 0, 1);
+    if (b) y = op_add(tape, y, b);
+    int shape[TENSOR_MAX_DIMS];
+    memcpy(shape, x->shape, sizeof shape);
+    shape[x->ndim - 1] = out;
+    return op_reshape(tape, y, x->ndim, shape);
+}
+
+static Tensor *random_tensor(Rng *rng, int ndim, const int *shape, int requires_grad) {
+    Tensor *t = tensor_create(ndim, shape, requires_grad);
+    for (long i = 0; i < t->size; i++) t->data[i] = (real)rng_range(rng, -1, 1);
+    return t;
+}
+
+/* y, dx, dW and db of one backward from the upstream gradient dy, copied out. */
+typedef struct LinearResult {
+    real *y, *dx, *dw, *db;
+} LinearResult;
+
+static real *copy_of(const real *values, long n) {
+    real *copy = malloc((size_t)(n ? n : 1) * sizeof(real));
+    if (n) memcpy(copy, values, (size_t)n * sizeof(real));
+    return copy;
+}
+
+static LinearResult run_linear(int by_parts, Tensor *x, Tensor *w, Tensor *b, const real *dy) {
+    Tape *tape = tape_create();
+    Tensor *y = by_parts ? linear_by_parts(tape, x, w, b) : op_linear(tape, x, w, b);
+    tape_backward_from(tape, y, dy);
+    LinearResult r = {copy_of(y->data, y->size), copy_of(x->grad, x->size),
+                      copy_of(w->grad, w->size), b ? copy_of(b->grad, b->size) : NULL};
+    tensor_zero_grad(x), tensor_zero_grad(w);
+    if (b) tensor_zero_grad(b);
+    tape_free(tape);
+    return r;
+}
+
+static void free_linear_result(LinearResult *r) {
+    free(r->y), free(r->dx), free(r->dw), free(r->db);
+}
+
+/* op_linear makes the same gemm calls as matmul (forward and both backward products), adds b to
+ * the product as op_add does and sums db in double in the same row order: y and all three
+ * gradients must match bit for bit. in = 1100 takes three k-blocks in gemm. */
+static void linear_matches_matmul_plus_bias_bit_for_bit(void **state) {
+    (void)state;
+    Rng rng;
+    rng_seed(&rng, 7);
+    /* x's shape (in last), out, with a bias or not */
+    const struct {
+        int ndim, shape[3], out, bias;
+    } cases[] = {{1, {5}, 3, 1},         {2, {3, 7}, 33, 1},   {3, {2, 3, 40}, 70, 1},
+                 {3, {2, 3, 40}, 70, 0}, {2, {13, 512}, 9, 1}, {2, {7, 1100}, 5, 1}};
+    for (int c = 0; c < 6; c++) {
+        int in = cases[c].shape[cases[c].ndim - 1], out = cases[c].out;
+        Tensor *x = random_tensor(&rng, cases[c].ndim, cases[c].shape, 1);
+        Tensor *w = random_tensor(&rng, 2, (int[]){out, in}, 1);
+        Tensor *b = cases[c].bias ? random_tensor(&rng, 1, (int[]){out}, 1) : NULL;
+        long y_size = x->size / in * out;
+        real *dy = malloc((size_t)y_size * sizeof(real));
+        for (long i = 0; i < y_size; i++) dy[i] = (real)rng_range(&rng, -1, 1);
+        LinearResult fused = run_linear(0, x, w, b, dy), parts = run_linear(1, x, w, b, dy);
+        assert_memory_equal(fused.y, parts.y, (size_t)y_size * sizeof(real));
+        assert_memory_equal(fused.dx, parts.dx, (size_t)x->size * sizeof(real));
+        assert_memory_equal(fused.dw, parts.dw, (size_t)w->size * sizeof(real));
+        if (b) assert_memory_equal(fused.db, parts.db, (size_t)out * sizeof(real));
+        free_linear_result(&fused), free_linear_result(&parts);
+        free(dy);
+        tensor_free(x), tensor_free(w), tensor_free(b);
+    }
+}
+
+/* No rows: y (0, out). No inputs (in = 0): every row of y is b, and db sums dy over the rows. */
+static void linear_with_an_empty_dimension(void **state) {
+    (void)state;
+    Tape *tape = tape_create();
+    Tensor *w = tensor_create(2, (int[]){3, 4}, 1), *x = tensor_create(2, (int[]){0, 4}, 1);
+    char shape[64];
+    assert_string_equal(TENSOR_SHAPE_STR(op_linear(tape, x, w, NULL), shape), "(0, 3)");
+    Tensor *w0 = tensor_create(2, (int[]){3, 0}, 1), *x0 = tensor_create(2, (int[]){2, 0}, 1);
+    Tensor *b = tensor_of(1, (int[]){3}, (real[]){1, 2, 3}, 1);
+    Tensor *y = op_linear(tape, x0, w0, b);
+    double expected[6] = {1, 2, 3, 1, 2, 3};
+    assert_close(expected, y->data, 6, 0, "y = b in every row");
+    tape_backward_from(tape, y, (real[]){1, 2, 3, 10, 20, 30});
+    double db[3] = {11, 22, 33};
+    assert_close(db, b->grad, 3, 0, "db = column sums of dy");
+    tape_free(tape);
+    tensor_free(w), tensor_free(x), tensor_free(w0), tensor_free(x0), tensor_free(b);
+}
+
+static void linear_bad_shapes_fail_naming_all_three(void **state) {
+    (void)state;
+    Tape *tape = tape_create();
+    Tensor *x = tensor_create(2, (int[]){2, 3}, 0), *w = tensor_create(2, (int[]){5, 3}, 0);
+    Tensor *w1 = tensor_create(1, (int[]){3}, 0), *w4 = tensor_create(2, (int[]){5, 4}, 0);
+    Tensor *b = tensor_create(1, (int[]){5}, 0), *b4 = tensor_create(1, (int[]){4}, 0);
+    EXPECT_FAIL(op_linear(tape, x, w1, NULL),
+                "op_linear: weight must be (out, in): x (2, 3), weight (3), bias none");
+    EXPECT_FAIL(
+        op_linear(tape, x, w4, b),
+        "op_linear: x must be (..., in) with weight's in: x (2, 3), weight (5, 4), bias (5)");
+    EXPECT_FAIL(op_linear(tape, x, w, b4),
+                "op_linear: bias must be (out): x (2, 3), weight (5, 3), bias (4)");
+    tape_free(tape);
+    tensor_free(x), tensor_free(w), tensor_free(w1), tensor_free(w4), tensor_free(b);
+    tensor_free(b4);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(gemm_matches_reference_for_every_shape_and_transpose),
         cmocka_unit_test(gemm_accumulates_into_c_with_padded_leading_dimensions),
         cmocka_unit_test(gemm_with_an_empty_dimension),
         cmocka_unit_test(gemm_result_does_not_depend_on_the_thread_count),
+        cmocka_unit_test(gemm_is_right_as_its_workspace_grows_and_is_freed),
         cmocka_unit_test(gemm_called_from_parallel_threads_computes_each_whole_product),
         cmocka_unit_test(matmul_of_hand_values_in_all_four_transpose_combinations),
         cmocka_unit_test(batched_matmul_multiplies_each_item),
@@ -440,6 +589,9 @@ int main(void) {
         cmocka_unit_test(operand_used_twice_gets_both_gradients),
         cmocka_unit_test(backward_adds_into_existing_gradients_and_skips_constants),
         cmocka_unit_test(bad_shapes_fail_with_both_shapes),
+        cmocka_unit_test(linear_matches_matmul_plus_bias_bit_for_bit),
+        cmocka_unit_test(linear_with_an_empty_dimension),
+        cmocka_unit_test(linear_bad_shapes_fail_naming_all_three),
     };
     return cmocka_run_group_tests_name("matmul (" REAL_NAME ")", tests, NULL, NULL);
 }

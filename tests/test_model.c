@@ -509,7 +509,8 @@ static void after_step_clamps_every_span(void **state) {
 
 /* Counted by hand, 2 m n k per product: a tiny charlm (d 8, seq_len 6, ffn 32) per token:
  *   qkv 2*8*24 = 384, proj 2*8*8 = 128, ffn 2*8*32 + 2*32*8 = 1024, attention q.k and p.v over
- *   the 6 positions 2*2*6*8 = 192: 1728 per block; head 2*8*256 = 4096.
+ *   the causal triangle, 1+2+...+6 = 21 pairs, 21/6 = 3.5 keys per token: 2*2*3.5*8 = 112;
+ *   1648 per block; head 2*8*256 = 4096.
  * With the pool (hidden 8, kernel 3, radius ceil(3*8) = 24 -> the 6 positions a causal token sees):
  *   predictor 2*8*8*3 + 2*8*2 = 416, banded sum 2*6*8 = 96: 512 more per block.
  * cnn c = 2, per image: each 3x3 convolution 2*9*c_in*c_out*pixels = 2*9*1*2*784 =
@@ -522,11 +523,14 @@ static void after_step_clamps_every_span(void **state) {
 static void forward_flops_match_a_hand_count(void **state) {
     (void)state;
     ModelConfig c = tiny_charlm();
-    assert_true(model_forward_flops(&c) == 1728 + 4096);
+    assert_true(model_forward_flops(&c) == 1648 + 4096);
     c.layers = 2;
-    assert_true(model_forward_flops(&c) == 2 * 1728 + 4096);
+    assert_true(model_forward_flops(&c) == 2 * 1648 + 4096);
     c.pool = MODEL_POOL_CONTEXTPOOL;
-    assert_true(model_forward_flops(&c) == 2 * (1728 + 512) + 4096);
+    assert_true(model_forward_flops(&c) == 2 * (1648 + 512) + 4096);
+    ModelConfig span = tiny_charlm(); /* the span's chain computes all 6 keys: 2*2*6*8 = 192 */
+    span.variant.attn.span = 1;
+    assert_true(model_forward_flops(&span) == 384 + 128 + 1024 + 192 + 4096);
     ModelConfig cnn = tiny_cnn(MODEL_POOL_AVG);
     assert_true(model_forward_flops(&cnn) == 3 * 28224 + 2352 + 160);
     cnn.pool = MODEL_POOL_CONTEXTPOOL;

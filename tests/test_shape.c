@@ -304,6 +304,58 @@ static void nothing_is_recorded_without_gradients(void **state) {
     tensor_free(x);
 }
 
+/* ---- gradients of intermediates: stored by the first contribution, added by the rest ---- */
+
+/* h = x * 1 is an intermediate (its gradient lives in the arena) with four consumers: a reshape,
+ * a transpose, a concat of h with itself and h + h. Backward reaches them in reverse order, so
+ * the one recorded last meets a fresh, unzeroed gradient buffer and STORES into it
+ * (tape_grad_write); the others add. Each consumer takes the last place in turn. With every
+ * upstream gradient s = 1 + step, dh = s (reshape) + s (transpose) + 2 s (concat, both halves)
+ * + 2 s (h + h) = 6 s. Each order runs twice on one tape: the second time the arena still holds
+ * the first run's numbers, so an element a first contribution failed to store would show. */
+static Tensor *consume(Tape *tape, Tensor *h, int which) {
+    switch (which) {
+    case 0:
+        return op_reshape(tape, h, 1, (int[]){6});
+    case 1:
+        return op_transpose(tape, h, 0, 1);
+    case 2:
+        return op_concat(tape, (Tensor *[]){h, h}, 2, 1);
+    default:
+        return op_add(tape, h, h);
+    }
+}
+
+static void intermediate_gradients_are_stored_once_then_added(void **state) {
+    (void)state;
+    Tensor *one = tensor_create(0, NULL, 0);
+    one->data[0] = 1;
+    for (int last = 0; last < 4; last++) {
+        Tape *tape = tape_create();
+        Tensor *x = iota(2, (int[]){2, 3}, 1);
+        for (int step = 0; step < 2; step++) {
+            Tensor *s = tensor_create(0, NULL, 0);
+            s->data[0] = (real)(1 + step);
+            Tensor *h = op_mul(tape, x, one); /* (2, 3) */
+            Tensor *loss = NULL;
+            for (int k = 1; k <= 4; k++) { /* consumer `last` comes last */
+                Tensor *part = op_sum_all(tape, op_mul(tape, consume(tape, h, (last + k) % 4), s));
+                loss = loss ? op_add(tape, loss, part) : part;
+            }
+            tape_backward(tape, loss);
+            double dh[6], dx[6];
+            for (int i = 0; i < 6; i++) dh[i] = 6.0 * (1 + step), dx[i] = step == 0 ? 6 : 18;
+            assert_close(dh, h->grad, 6, 0, "dh");
+            assert_close(dx, x->grad, 6, 0, "dx, summed over both steps");
+            tensor_free(s);
+            tape_reset(tape);
+        }
+        tape_free(tape);
+        tensor_free(x);
+    }
+    tensor_free(one);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(reshape_infers_the_minus_one_and_keeps_row_major_order),
@@ -324,6 +376,7 @@ int main(void) {
         cmocka_unit_test(concat_of_one_tensor_used_twice_gets_both_gradients),
         cmocka_unit_test(concat_rejects_mismatched_pieces),
         cmocka_unit_test(nothing_is_recorded_without_gradients),
+        cmocka_unit_test(intermediate_gradients_are_stored_once_then_added),
     };
     return cmocka_run_group_tests_name("shape (" REAL_NAME ")", tests, NULL, NULL);
 }
