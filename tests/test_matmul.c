@@ -155,6 +155,30 @@ static void gemm_accumulates_into_c_with_padded_leading_dimensions(void **state)
             }
 }
 
+/* Products at most one vector wide (N <= 16 floats with AVX-512, 8 doubles) take gemm's narrow
+ * 12-row tile, wider ones the 6 x 32 tile: N = 1, 8, 15, 16, 17 lies on both sides of the switch
+ * in float32 and float64 and makes ragged and full narrow tiles. M = 1, 13, 37, 131 are not
+ * multiples of 12 or 6 (a ragged last micro-panel, in place or packed); 131 rows make two A
+ * blocks; K = 600 takes two k-blocks, so accumulation into C happens inside gemm too. Every
+ * transpose form, overwrite and accumulate, padded leading dimensions; the bound is the one at
+ * the top of the file. */
+static void gemm_narrow_products_match_reference(void **state) {
+    (void)state;
+    Rng rng;
+    rng_seed(&rng, 6);
+    const int ns[] = {1, 8, 15, 16, 17}, ms[] = {1, 13, 37, 131}, ks[] = {1, 16, 600};
+    for (int n = 0; n < 5; n++)
+        for (int m = 0; m < 4; m++)
+            for (int k = 0; k < 3; k++)
+                for (int trans = 0; trans < 4; trans++)
+                    for (int accumulate = 0; accumulate <= 1; accumulate++) {
+                        GemmCase g = make_case(&rng, trans & 1, trans >> 1, ms[m], ns[n], ks[k],
+                                               accumulate, accumulate ? 3 : 0);
+                        check_case(&g);
+                        free_case(&g);
+                    }
+}
+
 static void gemm_with_an_empty_dimension(void **state) {
     (void)state;
     Rng rng;
@@ -174,16 +198,21 @@ static void gemm_with_an_empty_dimension(void **state) {
 }
 
 /* One product at 1, 2 and 3 threads, for every transpose combination: bit-identical results.
- * 151 rows make A blocks with a ragged last micro-panel, 1030 = 2 KC + 6 three k-blocks, and
- * 2 x 151 x 100 x 1030 = 31 MFLOP is far above the size at which gemm starts threads. */
+ * 151 and 601 rows make A blocks with a ragged last micro-panel, 1030 = 2 KC + 6 three
+ * k-blocks, N = 100 takes the wide tile and N = 16 the narrow one (in float32; N = 16 is two
+ * wide-tile panels of doubles), and 2 x 151 x 100 x 1030 = 31 MFLOP, 2 x 601 x 16 x 1030 = 20
+ * MFLOP are far above the size at which gemm starts threads. */
 static void gemm_result_does_not_depend_on_the_thread_count(void **state) {
     (void)state;
 #ifdef _OPENMP
     Rng rng;
     rng_seed(&rng, 4);
-    int M = 151, N = 100, K = 1030;
+    const int shapes[][3] = {{151, 100, 1030}, {601, 16, 1030}};
     int threads = omp_get_max_threads();
-    for (int trans = 0; trans < 4; trans++) {
+    for (int case_index = 0; case_index < 8; case_index++) {
+        int trans = case_index % 4;
+        int M = shapes[case_index / 4][0], N = shapes[case_index / 4][1],
+            K = shapes[case_index / 4][2];
         GemmCase g = make_case(&rng, trans & 1, trans >> 1, M, N, K, 0, 0);
         real *C[3];
         for (int t = 0; t < 3; t++) {
@@ -576,6 +605,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(gemm_matches_reference_for_every_shape_and_transpose),
         cmocka_unit_test(gemm_accumulates_into_c_with_padded_leading_dimensions),
+        cmocka_unit_test(gemm_narrow_products_match_reference),
         cmocka_unit_test(gemm_with_an_empty_dimension),
         cmocka_unit_test(gemm_result_does_not_depend_on_the_thread_count),
         cmocka_unit_test(gemm_is_right_as_its_workspace_grows_and_is_freed),
