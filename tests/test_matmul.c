@@ -179,6 +179,39 @@ static void gemm_narrow_products_match_reference(void **state) {
                     }
 }
 
+/* B stored as B (K x N) or as B^T (N x K) must give the same bits: packing only copies, and the
+ * two layouts take different packing code (a row-by-row copy, a transpose - with AVX-512 floats
+ * in 16 x 16 register blocks, the k's past the last whole block and ragged panels by the plain
+ * loop) into the same panels for the same kernel. So this compares exactly, no tolerance; the
+ * reference check of the other tests says the common result is right. K = 15, 16, 17, 31, 33
+ * and 600 (a second k-block at k0 = 512) put the block boundaries everywhere; N = 16 is one
+ * narrow panel, 48 and 65 end on a ragged wide panel; padded leading dimensions hold NaN, which
+ * must not be read. Both transposes of A, overwrite and accumulate. */
+static void gemm_gives_the_same_bits_whichever_way_b_is_stored(void **state) {
+    (void)state;
+    Rng rng;
+    rng_seed(&rng, 7);
+    const int ns[] = {16, 32, 48, 65, 200}, ks[] = {1, 15, 16, 17, 31, 33, 600};
+    for (int n = 0; n < 5; n++)
+        for (int k = 0; k < 7; k++)
+            for (int case_index = 0; case_index < 4; case_index++) {
+                int trans_a = case_index & 1, accumulate = case_index >> 1, M = 19;
+                int N = ns[n], K = ks[k];
+                GemmCase g = make_case(&rng, trans_a, 1, M, N, K, accumulate, 3); /* B^T */
+                real *B = malloc((size_t)K * N * sizeof(real));                   /* B, K x N */
+                for (int j = 0; j < N; j++)
+                    for (int p = 0; p < K; p++) B[(long)p * N + j] = g.B[(long)j * g.ldb + p];
+                memcpy(g.C_reference, g.C, (size_t)g.c_size * sizeof(real));
+                gemm(trans_a, 1, M, N, K, g.A, g.lda, g.B, g.ldb, g.C, g.ldc, accumulate);
+                gemm(trans_a, 0, M, N, K, g.A, g.lda, B, N, g.C_reference, g.ldc, accumulate);
+                if (memcmp(g.C, g.C_reference, (size_t)g.c_size * sizeof(real)) != 0)
+                    fail_msg("gemm trans_a=%d %dx%dx%d accumulate=%d: B^T and B differ", trans_a, M,
+                             N, K, accumulate);
+                free(B);
+                free_case(&g);
+            }
+}
+
 static void gemm_with_an_empty_dimension(void **state) {
     (void)state;
     Rng rng;
@@ -606,6 +639,7 @@ int main(void) {
         cmocka_unit_test(gemm_matches_reference_for_every_shape_and_transpose),
         cmocka_unit_test(gemm_accumulates_into_c_with_padded_leading_dimensions),
         cmocka_unit_test(gemm_narrow_products_match_reference),
+        cmocka_unit_test(gemm_gives_the_same_bits_whichever_way_b_is_stored),
         cmocka_unit_test(gemm_with_an_empty_dimension),
         cmocka_unit_test(gemm_result_does_not_depend_on_the_thread_count),
         cmocka_unit_test(gemm_is_right_as_its_workspace_grows_and_is_freed),
