@@ -65,6 +65,14 @@ Tensor *op_linear(Tape *tape, Tensor *x, Tensor *weight, Tensor *bias);
  * (B, H, N, N), an arena tensor of values: gradients reach q, k and v, never through P. */
 Tensor *op_attention(Tape *tape, Tensor *q, Tensor *k, Tensor *v, int causal, int window,
                      Tensor **probs);
+/* The same with the H heads side by side, as the projections make them (no copies):
+ * qkv (B, N, 3 H dh) = [q | k | v], or q (B, N, H dh) and kv (B, N, 2 H dh) = [k | v], head h in
+ * columns [h dh, (h + 1) dh) of each -> o (B, N, H dh), heads side by side. What slicing,
+ * splitting the heads, op_attention and merging them computes. */
+Tensor *op_attention_qkv(Tape *tape, Tensor *qkv, int heads, int causal, int window,
+                         Tensor **probs);
+Tensor *op_attention_q_kv(Tape *tape, Tensor *q, Tensor *kv, int heads, int causal, int window,
+                          Tensor **probs);
 
 /* --- Reductions (ops_reduce.c) ----------------------------------------------------------- */
 /* Over one axis (negative counts from the end); keepdim keeps it as size 1. Over all: 0-d. */

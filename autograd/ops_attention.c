@@ -59,12 +59,30 @@ typedef struct AttentionSaved {
     Tensor *probs; /* P (B, H, N, N) */
 } AttentionSaved;
 
-/* The item geometry: N tokens of dh features, the mask, the score scale c. */
+/* Where item (b, h)'s rows lie in a tensor's data: row i of the item starts at
+ *     data + b batch_stride + h head_stride + i row_stride.
+ * (B, H, N, dh) contiguous: batch_stride H N dh, head_stride N dh, row_stride dh.
+ * (B, N, H dh) with heads side by side (op_attention_qkv): N H dh, dh, H dh; inside wider rows
+ * (q, k, v packed as (B, N, 3 H dh)) the row_stride is the row's width. gemm reads and writes
+ * rows at any stride, so the head split and merge need no copy. */
+typedef struct ItemLayout {
+    long batch_stride, head_stride;
+    int row_stride;
+} ItemLayout;
+
+/* The item geometry: N tokens of dh features, the mask, the score scale c, and where the items
+ * of q (and dq), of k and v (and dk, dv) and of o (and dO) lie. */
 typedef struct AttentionPlan {
-    int N, dh, causal, window;
+    int N, dh, causal, window, heads;
     long items;
     real scale;
+    ItemLayout q_in, kv_in, out;
 } AttentionPlan;
+
+/* The offset of item n = b H + h in a tensor of the given layout. */
+static long item_offset(const AttentionPlan *p, const ItemLayout *layout, long n) {
+    return n / p->heads * layout->batch_stride + n % p->heads * layout->head_stride;
+}
 
 /* seen(i) = [first_key(i), last_key(i)]. */
 static int first_key(const AttentionPlan *p, int i) {
@@ -110,10 +128,12 @@ static void softmax_row(const AttentionPlan *p, int i, int c0, int c1, real *row
     for (int j = lo; j <= hi; j++) row[j] *= inverse;
 }
 
-/* One item: P (N, N) and o (N, dh) from q, k, v (N, dh). */
+/* One item: P (N, N) and o (N, dh) from q, k, v (N, dh); rows are ld_q (q), ld_kv (k, v) and
+ * ld_out (o) apart. */
 static void forward_item(const AttentionPlan *p, const real *q, const real *k, const real *v,
                          real *P, real *o) {
-    int N = p->N, dh = p->dh;
+    int N = p->N, dh = p->dh, ld_q = p->q_in.row_stride, ld_kv = p->kv_in.row_stride;
+    int ld_out = p->out.row_stride;
     for (int r0 = 0; r0 < N; r0 += ROW_BLOCK) {
         int r1 = block_end(p, r0), c0 = first_key(p, r0), c1 = last_key(p, r1 - 1) + 1;
         real *P_block = P + (long)r0 * N;
@@ -123,21 +143,21 @@ static void forward_item(const AttentionPlan *p, const real *q, const real *k, c
             memset(P_block + (long)(i - r0) * N + c1, 0, (size_t)(N - c1) * sizeof(real));
         }
         /* P[r0:r1, c0:c1] = q[r0:r1] k[c0:c1]^T, then each row's softmax */
-        gemm(0, 1, r1 - r0, c1 - c0, dh, q + (long)r0 * dh, dh, k + (long)c0 * dh, dh, P_block + c0,
-             N, 0);
+        gemm(0, 1, r1 - r0, c1 - c0, dh, q + (long)r0 * ld_q, ld_q, k + (long)c0 * ld_kv, ld_kv,
+             P_block + c0, N, 0);
         for (int i = r0; i < r1; i++) softmax_row(p, i, c0, c1, P + (long)i * N);
         /* o[r0:r1] = P[r0:r1, c0:c1] v[c0:c1] */
-        gemm(0, 0, r1 - r0, dh, c1 - c0, P_block + c0, N, v + (long)c0 * dh, dh, o + (long)r0 * dh,
-             dh, 0);
+        gemm(0, 0, r1 - r0, dh, c1 - c0, P_block + c0, N, v + (long)c0 * ld_kv, ld_kv,
+             o + (long)r0 * ld_out, ld_out, 0);
     }
 }
 
-/* Item n of whole (B, H, ., .) tensors. */
-static void forward_one(const AttentionPlan *p, const Tensor *q, const Tensor *k, const Tensor *v,
-                        Tensor *P, Tensor *o, long n) {
-    long N = p->N, dh = p->dh;
-    forward_item(p, q->data + n * N * dh, k->data + n * N * dh, v->data + n * N * dh,
-                 P->data + n * N * N, o->data + n * N * dh);
+/* Item n of whole tensors: q laid out as p->q_in, k and v as p->kv_in (each its own base), o as
+ * p->out. */
+static void forward_one(const AttentionPlan *p, const real *q, const real *k, const real *v,
+                        real *P, real *o, long n) {
+    long at_q = item_offset(p, &p->q_in, n), at_kv = item_offset(p, &p->kv_in, n), N = p->N;
+    forward_item(p, q + at_q, k + at_kv, v + at_kv, P + n * N * N, o + item_offset(p, &p->out, n));
 }
 
 /* The gradients of one item; dq, dk, dv may be NULL. scratch holds ROW_BLOCK x N reals. */
@@ -159,42 +179,57 @@ static void softmax_backward_rows(const AttentionPlan *p, const real *P, int r0,
     }
 }
 
+/* The gradients of one item; rows are ld_q (q, dq), ld_kv (k, v, dk, dv) and ld_out (dO)
+ * apart. */
 static void backward_item(const AttentionPlan *p, const real *q, const real *k, const real *v,
                           const real *P, const real *dO, ItemGrads g, real *scratch) {
-    int N = p->N, dh = p->dh;
+    int N = p->N, dh = p->dh, ld_q = p->q_in.row_stride, ld_kv = p->kv_in.row_stride;
+    int ld_out = p->out.row_stride;
     for (int r0 = 0; r0 < N; r0 += ROW_BLOCK) {
         int r1 = block_end(p, r0), c0 = first_key(p, r0), c1 = last_key(p, r1 - 1) + 1;
         int rows = r1 - r0, width = c1 - c0;
-        const real *P_block = P + (long)r0 * N + c0, *dO_block = dO + (long)r0 * dh;
+        const real *P_block = P + (long)r0 * N + c0, *dO_block = dO + (long)r0 * ld_out;
         /* dv[c0:c1] += P[r0:r1, c0:c1]^T dO[r0:r1] */
         if (g.dv)
-            gemm(1, 0, width, dh, rows, P_block, N, dO_block, dh, g.dv + (long)c0 * dh, dh, 1);
+            gemm(1, 0, width, dh, rows, P_block, N, dO_block, ld_out, g.dv + (long)c0 * ld_kv,
+                 ld_kv, 1);
         if (!g.dq && !g.dk) continue;
         /* dP (rows, width) = dO[r0:r1] v[c0:c1]^T, then dS c in place */
-        gemm(0, 1, rows, width, dh, dO_block, dh, v + (long)c0 * dh, dh, scratch, width, 0);
+        gemm(0, 1, rows, width, dh, dO_block, ld_out, v + (long)c0 * ld_kv, ld_kv, scratch, width,
+             0);
         softmax_backward_rows(p, P, r0, r1, c0, c1, scratch);
         /* dq[r0:r1] += (c dS) k[c0:c1];  dk[c0:c1] += (c dS)^T q[r0:r1] */
         if (g.dq)
-            gemm(0, 0, rows, dh, width, scratch, width, k + (long)c0 * dh, dh, g.dq + (long)r0 * dh,
-                 dh, 1);
+            gemm(0, 0, rows, dh, width, scratch, width, k + (long)c0 * ld_kv, ld_kv,
+                 g.dq + (long)r0 * ld_q, ld_q, 1);
         if (g.dk)
-            gemm(1, 0, width, dh, rows, scratch, width, q + (long)r0 * dh, dh, g.dk + (long)c0 * dh,
-                 dh, 1);
+            gemm(1, 0, width, dh, rows, scratch, width, q + (long)r0 * ld_q, ld_q,
+                 g.dk + (long)c0 * ld_kv, ld_kv, 1);
     }
 }
 
-static AttentionPlan plan_of(const Tensor *q, int causal, int window) {
-    AttentionPlan p = {.N = q->shape[2], .dh = q->shape[3], .causal = causal != 0};
-    p.items = (long)q->shape[0] * q->shape[1];
+/* B items of H heads, N tokens of dh features; the layouts are the caller's to set. */
+static AttentionPlan plan_of(int B, int H, int N, int dh, int causal, int window) {
+    AttentionPlan p = {.N = N, .dh = dh, .causal = causal != 0, .heads = H};
+    p.items = (long)B * H;
     /* A window reaching every key hides nothing: treat it as none (the same blocks, bits). */
     p.window = window >= p.N - 1 ? 0 : window;
     p.scale = (real)(1 / sqrt((double)p.dh));
     return p;
 }
 
-/* The item's slice of a (B, H, rows, cols) tensor's data. */
-static real *item_of(real *data, long n, long rows, long cols) {
-    return data ? data + n * rows * cols : NULL;
+/* (B, H, N, dh), contiguous. */
+static ItemLayout heads_first(const AttentionPlan *p) {
+    return (ItemLayout){(long)p->heads * p->N * p->dh, (long)p->N * p->dh, p->dh};
+}
+/* (B, N, H dh) inside rows of `row_stride` reals: head h is columns [h dh, (h + 1) dh). */
+static ItemLayout heads_side_by_side(const AttentionPlan *p, int row_stride) {
+    return (ItemLayout){(long)p->N * row_stride, p->dh, row_stride};
+}
+
+/* Item n's part of a gradient of the given layout; NULL stays NULL. */
+static real *item_of(const AttentionPlan *p, const ItemLayout *layout, real *data, long n) {
+    return data ? data + item_offset(p, layout, n) : NULL;
 }
 
 /* Everything backward_item needs for item n, the whole tensors' data. */
@@ -207,41 +242,66 @@ typedef struct BackwardJob {
 } BackwardJob;
 
 static void backward_job(const BackwardJob *job, long n) {
-    long N = job->plan->N, dh = job->plan->dh;
+    const AttentionPlan *p = job->plan;
     int thread = 0;
 #ifdef _OPENMP
     thread = omp_get_thread_num();
 #endif
-    ItemGrads g = {item_of(job->grads.dq, n, N, dh), item_of(job->grads.dk, n, N, dh),
-                   item_of(job->grads.dv, n, N, dh)};
-    backward_item(job->plan, job->q + n * N * dh, job->k + n * N * dh, job->v + n * N * dh,
-                  job->P + n * N * N, job->dO + n * N * dh, g,
+    long at_q = item_offset(p, &p->q_in, n), at_kv = item_offset(p, &p->kv_in, n), N = p->N;
+    ItemGrads g = {item_of(p, &p->q_in, job->grads.dq, n), item_of(p, &p->kv_in, job->grads.dk, n),
+                   item_of(p, &p->kv_in, job->grads.dv, n)};
+    backward_item(p, job->q + at_q, job->k + at_kv, job->v + at_kv, job->P + n * N * N,
+                  job->dO + item_offset(p, &p->out, n), g,
                   job->scratch + thread * job->scratch_size);
 }
 
-static void attention_backward(Tape *tape, TapeRecord *record) {
-    const AttentionSaved *saved = record->saved;
-    Tensor *q = record->inputs[0], *k = record->inputs[1], *v = record->inputs[2];
-    AttentionPlan p = plan_of(q, saved->causal, saved->window);
-    real *dq = tape_grad(tape, q), *dk = tape_grad(tape, k), *dv = tape_grad(tape, v);
-    const real *dO = record->output->grad, *P = saved->probs->data;
-    int N = p.N, parallel = items_in_parallel(&p);
+/* Every item's gradients: q and dq laid out as p->q_in, k, v, dk and dv as p->kv_in (each
+ * gradient NULL or the base of its items), dO as p->out. */
+static void backward_items(Tape *tape, const AttentionPlan *p, const real *q, const real *k,
+                           const real *v, const real *P, const real *dO, ItemGrads grads) {
+    int N = p->N, parallel = items_in_parallel(p);
     int threads = 1;
 #ifdef _OPENMP
     if (parallel) threads = omp_get_max_threads();
 #endif
     /* dP's block, one per thread (the arena is not thread-safe: taken here, before the loop). */
     Tensor *scratch = tape_tensor(tape, 3, (int[]){threads, ROW_BLOCK < N ? ROW_BLOCK : N, N});
-    BackwardJob job = {
-        &p, q->data, k->data, v->data, P, dO, {dq, dk, dv}, scratch->data, scratch->size / threads};
+    BackwardJob job = {p, q, k, v, P, dO, grads, scratch->data, scratch->size / threads};
     /* The parallel region is opened only when used: gemm inside an inactive one would be a
      * nested region, for which libgomp creates new threads on every call (ops_matmul.c). */
     if (parallel) {
 #pragma omp parallel for schedule(static)
-        for (long n = 0; n < p.items; n++) backward_job(&job, n);
+        for (long n = 0; n < p->items; n++) backward_job(&job, n);
     } else {
-        for (long n = 0; n < p.items; n++) backward_job(&job, n);
+        for (long n = 0; n < p->items; n++) backward_job(&job, n);
     }
+}
+
+/* Every item's P and o (the forward's loop over items, the same split as backward's). */
+static void forward_items(const AttentionPlan *p, const real *q, const real *k, const real *v,
+                          real *P, real *o) {
+    if (items_in_parallel(p)) {
+#pragma omp parallel for schedule(static)
+        for (long n = 0; n < p->items; n++) forward_one(p, q, k, v, P, o, n);
+    } else {
+        for (long n = 0; n < p->items; n++) forward_one(p, q, k, v, P, o, n);
+    }
+}
+
+/* op_attention's plan: q, k, v and o all (B, H, N, dh). */
+static AttentionPlan heads_first_plan(const Tensor *q, int causal, int window) {
+    AttentionPlan p = plan_of(q->shape[0], q->shape[1], q->shape[2], q->shape[3], causal, window);
+    p.q_in = p.kv_in = p.out = heads_first(&p);
+    return p;
+}
+
+static void attention_backward(Tape *tape, TapeRecord *record) {
+    const AttentionSaved *saved = record->saved;
+    Tensor *q = record->inputs[0], *k = record->inputs[1], *v = record->inputs[2];
+    AttentionPlan p = heads_first_plan(q, saved->causal, saved->window);
+    ItemGrads grads = {tape_grad(tape, q), tape_grad(tape, k), tape_grad(tape, v)};
+    backward_items(tape, &p, q->data, k->data, v->data, saved->probs->data, record->output->grad,
+                   grads);
 }
 
 /* Fail unless q, k, v are 4-d of one shape (B, H, N, dh) with N, dh >= 1. */
@@ -259,15 +319,10 @@ static void check_inputs(const Tensor *q, const Tensor *k, const Tensor *v, int 
 Tensor *op_attention(Tape *tape, Tensor *q, Tensor *k, Tensor *v, int causal, int window,
                      Tensor **probs) {
     check_inputs(q, k, v, window);
-    AttentionPlan p = plan_of(q, causal, window);
+    AttentionPlan p = heads_first_plan(q, causal, window);
     Tensor *P = tape_tensor(tape, 4, (int[]){q->shape[0], q->shape[1], p.N, p.N});
     Tensor *o = tape_tensor(tape, 4, q->shape);
-    if (items_in_parallel(&p)) {
-#pragma omp parallel for schedule(static)
-        for (long n = 0; n < p.items; n++) forward_one(&p, q, k, v, P, o, n);
-    } else {
-        for (long n = 0; n < p.items; n++) forward_one(&p, q, k, v, P, o, n);
-    }
+    forward_items(&p, q->data, k->data, v->data, P->data, o->data);
     if (probs) *probs = P;
 
     Tensor *inputs[3] = {q, k, v};
@@ -278,4 +333,98 @@ Tensor *op_attention(Tape *tape, Tensor *q, Tensor *k, Tensor *v, int causal, in
         record->saved = saved;
     }
     return o;
+}
+
+/* --- op_attention_qkv, op_attention_q_kv: the same attention, heads side by side ----------
+ * op_attention_qkv: qkv (B, N, 3 H dh) holds q in columns [0, H dh), k in [H dh, 2 H dh), v in
+ * [2 H dh, 3 H dh) (self-attention's one product). op_attention_q_kv: q (B, N, H dh) and
+ * kv (B, N, 2 H dh), k in columns [0, H dh), v in [H dh, 2 H dh) (cross-attention's two).
+ * Head h of each is its own dh columns; o (B, N, H dh) is written the same way. This is what
+ * slicing q, k, v, reshape + permute (split the heads), op_attention and permute + reshape
+ * (merge them) compute, with no copy: the gemms read and write the heads' columns in place, and
+ * backward adds dq, dk, dv into their columns of the inputs' gradients. */
+typedef struct AttentionHeadsSaved {
+    int causal, window, heads;
+    Tensor *probs; /* P (B, H, N, N) */
+} AttentionHeadsSaved;
+
+/* The plan of q (B, N, q_width) and k, v (B, N, kv_width), H dh of those columns each, to
+ * o (B, N, H dh). */
+static AttentionPlan side_by_side_plan(const Tensor *q, int q_width, int kv_width, int dim,
+                                       const AttentionHeadsSaved *how) {
+    AttentionPlan p =
+        plan_of(q->shape[0], how->heads, q->shape[1], dim / how->heads, how->causal, how->window);
+    p.q_in = heads_side_by_side(&p, q_width);
+    p.kv_in = heads_side_by_side(&p, kv_width);
+    p.out = heads_side_by_side(&p, dim);
+    return p;
+}
+
+/* One input: qkv; two: q and kv (see above). */
+static void attention_heads_backward(Tape *tape, TapeRecord *record) {
+    const AttentionHeadsSaved *saved = record->saved;
+    Tensor *q = record->inputs[0], *kv = record->inputs[record->n_inputs - 1];
+    int dim = record->output->shape[2];
+    AttentionPlan p = side_by_side_plan(q, q->shape[2], kv->shape[2], dim, saved);
+    real *dq = tape_grad(tape, q), *dkv = q == kv ? dq : tape_grad(tape, kv);
+    long k_column = q == kv ? dim : 0; /* k's first column in kv */
+    ItemGrads grads = {dq, dkv ? dkv + k_column : NULL, dkv ? dkv + k_column + dim : NULL};
+    backward_items(tape, &p, q->data, kv->data + k_column, kv->data + k_column + dim,
+                   saved->probs->data, record->output->grad, grads);
+}
+
+/* o from q (its first dim columns) and k, v (columns [k_column, k_column + 2 dim) of kv). */
+static Tensor *attend_side_by_side(Tape *tape, Tensor *q, Tensor *kv, long k_column, int dim,
+                                   const AttentionHeadsSaved *how, Tensor **probs) {
+    AttentionPlan p = side_by_side_plan(q, q->shape[2], kv->shape[2], dim, how);
+    Tensor *P = tape_tensor(tape, 4, (int[]){q->shape[0], how->heads, p.N, p.N});
+    Tensor *o = tape_tensor(tape, 3, (int[]){q->shape[0], p.N, dim});
+    forward_items(&p, q->data, kv->data + k_column, kv->data + k_column + dim, P->data, o->data);
+    if (probs) *probs = P;
+
+    Tensor *inputs[2] = {q, kv};
+    TapeRecord *record =
+        tape_record(tape, "attention_heads", attention_heads_backward, o, q == kv ? 1 : 2, inputs);
+    if (record) {
+        AttentionHeadsSaved *saved = tape_save(tape, sizeof *saved);
+        *saved = *how;
+        saved->probs = P;
+        record->saved = saved;
+    }
+    return o;
+}
+
+/* Fail unless t is (B, N, parts H dh) with N, dh >= 1 (B of `like`, if given) and heads >= 1 and
+ * window >= 0. */
+static void check_side_by_side(const char *op, const char *name, const Tensor *t, int parts,
+                               const Tensor *like, int heads, int window) {
+    char shape[64];
+    if (heads < 1) cpool_fail("%s: heads=%d must be >= 1", op, heads);
+    if (t->ndim != 3 || t->shape[1] < 1 || t->shape[2] < parts * heads ||
+        t->shape[2] % (parts * heads) != 0 ||
+        (like && (t->shape[0] != like->shape[0] || t->shape[1] != like->shape[1])))
+        cpool_fail("%s: %s must be (B, N, %d heads dh) with N, dh >= 1 and heads=%d, got %s", op,
+                   name, parts, heads, TENSOR_SHAPE_STR(t, shape));
+    if (window < 0) cpool_fail("%s: window=%d must be >= 0 (0 means no window)", op, window);
+}
+
+Tensor *op_attention_qkv(Tape *tape, Tensor *qkv, int heads, int causal, int window,
+                         Tensor **probs) {
+    check_side_by_side("op_attention_qkv", "qkv", qkv, 3, NULL, heads, window);
+    int dim = qkv->shape[2] / 3;
+    AttentionHeadsSaved how = {.causal = causal != 0, .window = window, .heads = heads};
+    return attend_side_by_side(tape, qkv, qkv, dim, dim, &how, probs);
+}
+
+Tensor *op_attention_q_kv(Tape *tape, Tensor *q, Tensor *kv, int heads, int causal, int window,
+                          Tensor **probs) {
+    check_side_by_side("op_attention_q_kv", "q", q, 1, NULL, heads, window);
+    check_side_by_side("op_attention_q_kv", "kv", kv, 2, q, heads, window);
+    if (kv->shape[2] != 2 * q->shape[2]) {
+        char q_shape[64], kv_shape[64];
+        cpool_fail("op_attention_q_kv: kv must have twice q's features, got q %s, kv %s",
+                   TENSOR_SHAPE_STR(q, q_shape), TENSOR_SHAPE_STR(kv, kv_shape));
+    }
+    AttentionHeadsSaved how = {.causal = causal != 0, .window = window, .heads = heads};
+    return attend_side_by_side(tape, q, kv, 0, q->shape[2], &how, probs);
 }

@@ -305,15 +305,28 @@ static real normal_cdf(real x) {
 static real normal_pdf(real x) {
     return exp(-0.5 * x * x) * (0.5 * M_2_SQRTPI * M_SQRT1_2);
 }
+/* dy/dx at x (y = x Phi(x) unused: libm's Phi is exact to double, the gradient checker's need). */
+static real gelu_derivative(real x, real y) {
+    (void)y;
+    return normal_cdf(x) + x * normal_pdf(x);
+}
 #else
 /* float32: vmath.h's branch-free Phi and phi (3 and 1.2 ulp measured, tests/test_vmath.c), so
- * the loops below vectorise; libm's erfcf and expf are calls, 9% of a training step. In the
- * backward both share one e^(-x^2/2) (the compiler sees the same computation twice). */
+ * the loops below vectorise; libm's erfcf and expf are calls, 9% of a training step. */
 VMATH_INLINE real normal_cdf(real x) {
     return vmath_normal_cdf(x);
 }
-VMATH_INLINE real normal_pdf(real x) {
-    return vmath_normal_pdf(x);
+/* dy/dx at x, with y = x Phi(x) the forward's output. Phi costs three times phi (erfc's tail
+ * polynomial, a division, its correction and the series near 0), and the forward already has
+ * it: Phi = y / x, two more roundings of Phi (y's and the quotient's, 1 ulp) on top of its
+ * 3, where y is a normal float. Near 0 (|x| < 2^-20, where a subnormal or zero y would lose
+ * that) Phi = 1/2 + x / sqrt(2 pi), exact to x^3 / 15 < 2^-60. At x = -1000, y = -0 and
+ * Phi = 0; at +1000, Phi = 1; at +-inf, NaN (inf 0, as computing Phi again gives). Measured
+ * over [-16, 16] and tiny x against double: |error| / max(1, |dy/dx|) 1.8e-7 (1.3e-7 with
+ * Phi computed again); the backward takes half the time (0.65 against 1.3 ns an element). */
+VMATH_INLINE real gelu_derivative(real x, real y) {
+    real cdf = vmath_select(fabsf(x) < 0x1p-20f, VMATH_FMA(x, 0.398942280401432678f, 0.5f), y / x);
+    return cdf + x * vmath_normal_pdf(x);
 }
 #endif
 
@@ -321,10 +334,7 @@ static void gelu_backward(Tape *tape, TapeRecord *record) {
     Unary u;
     if (!unpack(tape, record, &u)) return;
 #pragma omp parallel for schedule(static) if (u.n >= PARALLEL_MIN_ELEMENTS)
-    for (long i = 0; i < u.n; i++) {
-        real x = u.x[i];
-        u.dx[i] += u.dy[i] * (normal_cdf(x) + x * normal_pdf(x));
-    }
+    for (long i = 0; i < u.n; i++) u.dx[i] += u.dy[i] * gelu_derivative(u.x[i], u.y[i]);
 }
 
 Tensor *op_gelu(Tape *tape, Tensor *x) {

@@ -15,7 +15,9 @@
  * That chain is the composed path, kept for the adaptive span (whose soft mask multiplies P
  * and renormalises it) and for reach.composed = 1. Otherwise scores, probs and o are one
  * fused op, op_attention (autograd/ops_attention.c): the same numbers, but only P is stored
- * for backward, and a causal or windowed layer skips the keys it hides.
+ * for backward, and a causal or windowed layer skips the keys it hides. Self-attention
+ * (x_q == x_kv) uses op_attention_qkv, which reads q, k, v and their heads in place from the
+ * one (B, N, 3 dim) product and writes o as (B, N, dim): no slice, split or merge copies.
  */
 #include "attention.h"
 
@@ -192,20 +194,35 @@ static Tensor *attend_composed(Tape *tape, const Attention *layer, Tensor *qkv[3
     return op_matmul(tape, p, v, 0, 0); /* (B, H, N, dh) */
 }
 
+/* The fused path: o (B, N, dim), the heads side by side, from the projections as they come out
+ * of the matmuls: self-attention's one (B, N, 3 dim) = [q | k | v], or cross-attention's
+ * q (B, N, dim) and kv (B, N, 2 dim) = [k | v]. No slice, split or merge copies. */
+static Tensor *attend_in_place(Tape *tape, const Attention *layer, Tensor *x_q, Tensor *x_kv,
+                               Tensor **probs) {
+    int dim = layer->config.dim, heads = layer->config.heads, causal = layer->config.causal;
+    int window = layer->reach.window;
+    if (x_q == x_kv) {
+        Tensor *all = linear_forward(tape, &layer->qkv, x_q); /* (B, N, 3 dim) */
+        return op_attention_qkv(tape, all, heads, causal, window, probs);
+    }
+    Linear q_rows = row_block(tape, &layer->qkv, 0, dim);
+    Linear kv_rows = row_block(tape, &layer->qkv, dim, 3 * dim);
+    Tensor *q = linear_forward(tape, &q_rows, x_q);    /* (B, N, dim) */
+    Tensor *kv = linear_forward(tape, &kv_rows, x_kv); /* (B, N, 2 dim) */
+    return op_attention_q_kv(tape, q, kv, heads, causal, window, probs);
+}
+
 Tensor *attention_forward(Tape *tape, const Attention *layer, Tensor *x_q, Tensor *x_kv,
                           Tensor **probs) {
     check_inputs(layer, x_q, x_kv);
-    int heads = layer->config.heads;
-    Tensor *qkv[3];
-    project_qkv(tape, layer, x_q, x_kv, qkv); /* 3 x (B, N, dim) */
-    Tensor *o;                                /* (B, H, N, dh) */
-    if (layer->reach.composed || layer->reach.span) {
-        o = attend_composed(tape, layer, qkv, probs);
-    } else { /* one fused op: only P (B, H, N, N) is kept for backward */
-        Tensor *q = split_heads(tape, qkv[0], heads), *k = split_heads(tape, qkv[1], heads);
-        Tensor *v = split_heads(tape, qkv[2], heads);
-        o = op_attention(tape, q, k, v, layer->config.causal, layer->reach.window, probs);
+    int fused = !layer->reach.composed && !layer->reach.span;
+    if (fused) { /* one fused op reading the heads in place: only P (B, H, N, N) is kept */
+        Tensor *o = attend_in_place(tape, layer, x_q, x_kv, probs); /* (B, N, dim) */
+        return linear_forward(tape, &layer->proj, o);               /* (B, N, dim) */
     }
+    Tensor *qkv[3];
+    project_qkv(tape, layer, x_q, x_kv, qkv);                        /* 3 x (B, N, dim) */
+    Tensor *o = attend_composed(tape, layer, qkv, probs);            /* (B, H, N, dh) */
     return linear_forward(tape, &layer->proj, merge_heads(tape, o)); /* (B, N, dim) */
 }
 

@@ -4,7 +4,9 @@
  *     values row i sees (all, the past, or a window of them);
  *   - agreement with the same attention composed from tape ops (scale, matmul, masked_fill,
  *     softmax, matmul), forward, P and every gradient, for every mask, odd sizes, N = 1 and N
- *     past the op's 64-row block; and the layer on its fused path against reach.composed = 1;
+ *     past the op's 64-row block; op_attention_qkv and op_attention_q_kv (heads side by side)
+ *     against slicing, splitting the heads, op_attention and merging them; and the layer on its
+ *     fused path (self- and cross-attention) against reach.composed = 1;
  *   - properties: masked probabilities are exactly 0 and rows sum to 1; a causal op's gradients
  *     never reach a key after the query they come from; N = 1 gives o = v; the bits do not depend
  *     on the thread count; missing gradients are skipped;
@@ -313,48 +315,122 @@ static void missing_gradients_and_no_grad_change_nothing_else(void **state) {
     tape_free(other);
 }
 
+/* Heads side by side, split the slow way: q, k, v (each (B, N, H dh), columns [c, c + H dh) of
+ * `source`) -> (B, H, N, dh) by slice, reshape and permute, op_attention, and back to
+ * (B, N, H dh). What op_attention_qkv and op_attention_q_kv do in place. */
+static Tensor *split_heads_of(Tape *tape, Tensor *source, int column, int heads, int dim) {
+    int B = source->shape[0], N = source->shape[1];
+    Tensor *part = op_slice(tape, source, 2, column, column + dim);
+    Tensor *four = op_reshape(tape, part, 4, (int[]){B, N, heads, dim / heads});
+    return op_permute(tape, four, (int[]){0, 2, 1, 3});
+}
+static Tensor *attention_by_copies(Tape *tape, Tensor *q_source, Tensor *kv_source, int q_column,
+                                   int k_column, int heads, int dim, const Case *c,
+                                   Tensor **probs) {
+    Tensor *q = split_heads_of(tape, q_source, q_column, heads, dim);
+    Tensor *k = split_heads_of(tape, kv_source, k_column, heads, dim);
+    Tensor *v = split_heads_of(tape, kv_source, k_column + dim, heads, dim);
+    Tensor *o = op_attention(tape, q, k, v, c->causal, c->window, probs);
+    o = op_permute(tape, o, (int[]){0, 2, 1, 3});
+    return op_reshape(tape, o, 3, (int[]){q_source->shape[0], q_source->shape[1], dim});
+}
+
+/* op_attention_qkv (one packed input) and op_attention_q_kv (two) against the copies: o, P and
+ * every input gradient, for every mask and N past the 64-row block. */
+static void heads_side_by_side_match_split_heads(void **state) {
+    (void)state;
+    const Case side_cases[] = {
+        {2, 3, 70, 5, 0, 0}, {2, 3, 70, 5, 1, 0}, {1, 2, 9, 4, 1, 3}, {2, 1, 66, 3, 0, 4}};
+    for (int n = 0; n < (int)(sizeof side_cases / sizeof side_cases[0]); n++)
+        for (int cross = 0; cross < 2; cross++) {
+            const Case *c = &side_cases[n];
+            int dim = c->H * c->dh;
+            Rng rng;
+            rng_seed(&rng, 40 + n);
+            Tensor *q_source =
+                uniform_tensor(&rng, 3, (int[]){c->B, c->N, (cross ? 1 : 3) * dim}, 1);
+            Tensor *kv_source =
+                cross ? uniform_tensor(&rng, 3, (int[]){c->B, c->N, 2 * dim}, 1) : q_source;
+            int k_column = cross ? 0 : dim;
+            real *seed = random_seed(&rng, (long)c->B * c->N * dim);
+            Tape *tape = tape_create(), *other = tape_create();
+            Tensor *p_fast, *p_slow;
+            Tensor *o_fast =
+                cross ? op_attention_q_kv(tape, q_source, kv_source, c->H, c->causal, c->window,
+                                          &p_fast)
+                      : op_attention_qkv(tape, q_source, c->H, c->causal, c->window, &p_fast);
+            tape_backward_from(tape, o_fast, seed);
+            double *dq = as_doubles(q_source->grad, q_source->size);
+            double *dkv = as_doubles(kv_source->grad, kv_source->size);
+            tensor_zero_grad(q_source), tensor_zero_grad(kv_source);
+            Tensor *o_slow =
+                attention_by_copies(other, q_source, kv_source, 0, k_column, c->H, dim, c, &p_slow);
+            tape_backward_from(other, o_slow, seed);
+            assert_int_equal(o_fast->ndim, 3);
+            assert_int_equal(o_fast->shape[2], dim);
+            assert_tensors_close(o_slow->data, o_fast->data, o_fast->size, TOL, "side by side o");
+            assert_tensors_close(p_slow->data, p_fast->data, p_fast->size, TOL, "side by side P");
+            assert_close(dq, q_source->grad, q_source->size, TOL, "side by side dq (or dqkv)");
+            assert_close(dkv, kv_source->grad, kv_source->size, TOL, "side by side dkv");
+            free(dq), free(dkv), free(seed);
+            if (cross) tensor_free(kv_source);
+            tensor_free(q_source);
+            tape_free(tape);
+            tape_free(other);
+        }
+}
+
 /* The layer: fused (the default) and reach.composed = 1 from the same parameters give the same
- * y, probabilities and parameter and input gradients, for full, causal and windowed attention. */
+ * y, probabilities and parameter and input gradients, for full, causal and windowed attention,
+ * self- (op_attention_qkv) and cross-attention (op_attention_q_kv). */
 static void attention_layer_fused_matches_composed(void **state) {
     (void)state;
     const AttentionReach reaches[] = {{0}, {.window = 2}, {.window = 7}};
-    for (int causal = 0; causal < 2; causal++)
-        for (int r = 0; r < 3; r++) {
-            Rng rng, replay;
-            rng_seed(&rng, 16 + r);
-            replay = rng;
-            ParamSet params = {0};
-            Attention fused, composed;
-            AttentionReach slow = reaches[r];
-            slow.composed = 1;
-            AttentionConfig config = {.dim = 12, .heads = 3, .causal = causal};
-            attention_init_reach(&fused, config, reaches[r], &params, "fused", &rng);
-            attention_init_reach(&composed, config, slow, &params, "composed", &replay);
-            int shape[3] = {2, 9, 12};
-            Tensor *x = uniform_tensor(&rng, 3, shape, 1);
-            real *seed = random_seed(&rng, x->size);
-            Tape *tape = tape_create(), *other = tape_create();
-            Tensor *p_fused, *p_composed;
-            Tensor *y_fused = attention_forward(tape, &fused, x, x, &p_fused);
-            tape_backward_from(tape, y_fused, seed);
-            double *dx = as_doubles(x->grad, x->size);
-            tensor_zero_grad(x);
-            Tensor *y_composed = attention_forward(other, &composed, x, x, &p_composed);
-            tape_backward_from(other, y_composed, seed);
-            assert_tensors_close(y_composed->data, y_fused->data, y_fused->size, TOL, "layer y");
-            assert_tensors_close(p_composed->data, p_fused->data, p_fused->size, TOL, "layer P");
-            assert_close(dx, x->grad, x->size, TOL, "layer dx");
-            int half = params.count / 2; /* fused's parameters, then composed's */
-            for (int i = 0; i < half; i++) {
-                const Tensor *a = params.items[i].tensor, *b = params.items[half + i].tensor;
-                assert_tensors_close(b->grad, a->grad, a->size, TOL, params.items[i].name);
+    for (int cross = 0; cross < 2; cross++) /* x_kv = x_q (self) or another tensor */
+        for (int causal = 0; causal < 2; causal++)
+            for (int r = 0; r < 3; r++) {
+                Rng rng, replay;
+                rng_seed(&rng, 16 + r);
+                replay = rng;
+                ParamSet params = {0};
+                Attention fused, composed;
+                AttentionReach slow = reaches[r];
+                slow.composed = 1;
+                AttentionConfig config = {.dim = 12, .heads = 3, .causal = causal};
+                attention_init_reach(&fused, config, reaches[r], &params, "fused", &rng);
+                attention_init_reach(&composed, config, slow, &params, "composed", &replay);
+                int shape[3] = {2, 9, 12};
+                Tensor *x = uniform_tensor(&rng, 3, shape, 1);
+                Tensor *x_kv = cross ? uniform_tensor(&rng, 3, shape, 1) : x;
+                real *seed = random_seed(&rng, x->size);
+                Tape *tape = tape_create(), *other = tape_create();
+                Tensor *p_fused, *p_composed;
+                Tensor *y_fused = attention_forward(tape, &fused, x, x_kv, &p_fused);
+                tape_backward_from(tape, y_fused, seed);
+                double *dx = as_doubles(x->grad, x->size);
+                double *dx_kv = as_doubles(x_kv->grad, x_kv->size);
+                tensor_zero_grad(x), tensor_zero_grad(x_kv);
+                Tensor *y_composed = attention_forward(other, &composed, x, x_kv, &p_composed);
+                tape_backward_from(other, y_composed, seed);
+                assert_close(dx_kv, x_kv->grad, x_kv->size, TOL, "layer dx_kv");
+                free(dx_kv);
+                if (cross) tensor_free(x_kv);
+                assert_tensors_close(y_composed->data, y_fused->data, y_fused->size, TOL,
+                                     "layer y");
+                assert_tensors_close(p_composed->data, p_fused->data, p_fused->size, TOL,
+                                     "layer P");
+                assert_close(dx, x->grad, x->size, TOL, "layer dx");
+                int half = params.count / 2; /* fused's parameters, then composed's */
+                for (int i = 0; i < half; i++) {
+                    const Tensor *a = params.items[i].tensor, *b = params.items[half + i].tensor;
+                    assert_tensors_close(b->grad, a->grad, a->size, TOL, params.items[i].name);
+                }
+                free(dx), free(seed);
+                tensor_free(x);
+                tape_free(tape);
+                tape_free(other);
+                params_free(&params);
             }
-            free(dx), free(seed);
-            tensor_free(x);
-            tape_free(tape);
-            tape_free(other);
-            params_free(&params);
-        }
 }
 
 static void bad_arguments_fail_with_one_line(void **state) {
@@ -370,6 +446,18 @@ static void bad_arguments_fail_with_one_line(void **state) {
     EXPECT_FAIL(op_attention(tape, q, q, v_wide, 1, 0, NULL), "v (1, 2, 3, 5)");
     EXPECT_FAIL(op_attention(tape, empty, empty, empty, 0, 0, NULL), "N, dh >= 1");
     EXPECT_FAIL(op_attention(tape, q, q, q, 0, -1, NULL), "window=-1 must be >= 0");
+    Tensor *qkv = tensor_create(3, (int[]){1, 3, 12}, 0),
+           *q3 = tensor_create(3, (int[]){1, 3, 4}, 0);
+    Tensor *kv_long = tensor_create(3, (int[]){1, 4, 8}, 0);
+    EXPECT_FAIL(op_attention_qkv(tape, qkv, 0, 0, 0, NULL), "heads=0 must be >= 1");
+    EXPECT_FAIL(op_attention_qkv(tape, qkv, 3, 0, 0, NULL), "qkv must be (B, N, 3 heads dh)");
+    EXPECT_FAIL(op_attention_qkv(tape, q, 1, 0, 0, NULL), "got (1, 2, 3, 4)");
+    EXPECT_FAIL(op_attention_qkv(tape, qkv, 2, 0, -1, NULL), "window=-1 must be >= 0");
+    EXPECT_FAIL(op_attention_q_kv(tape, q3, kv_long, 2, 0, 0, NULL),
+                "kv must be (B, N, 2 heads dh)");
+    EXPECT_FAIL(op_attention_q_kv(tape, q3, qkv, 2, 0, 0, NULL), "twice q's features");
+    EXPECT_FAIL(op_attention_q_kv(tape, q3, q3, 3, 0, 0, NULL), "q must be (B, N, 1 heads dh)");
+    tensor_free(qkv), tensor_free(q3), tensor_free(kv_long);
     EXPECT_FAIL(attention_resolve_reach((AttentionReach){.composed = 2}),
                 "composed=2 must be 0 or 1");
     tensor_free(q), tensor_free(k3), tensor_free(k_short), tensor_free(v_wide), tensor_free(empty);
@@ -385,6 +473,7 @@ int main(void) {
         cmocka_unit_test(one_token_gives_its_value),
         cmocka_unit_test(results_do_not_depend_on_the_thread_count),
         cmocka_unit_test(missing_gradients_and_no_grad_change_nothing_else),
+        cmocka_unit_test(heads_side_by_side_match_split_heads),
         cmocka_unit_test(attention_layer_fused_matches_composed),
         cmocka_unit_test(bad_arguments_fail_with_one_line),
     };

@@ -534,6 +534,29 @@ static void softplus_is_zero_on_the_left_and_x_on_the_right(void **state) {
     tensor_free(x);
 }
 
+/* gelu' = Phi(x) + x phi(x) against double, on a grid over [-16, 16] (through the zero of gelu'
+ * at -0.75, the left tail where y is subnormal (x < -13.2) and 0) and at tiny x down to
+ * subnormals, where the float32 backward does not divide y by x. Each side's Phi and phi are
+ * a few float ulps from exact (tests/test_vmath.c), and Phi = y / x adds two roundings: TOL. */
+static void gelu_derivative_matches_double_from_tails_to_zero(void **state) {
+    (void)state;
+    enum { GRID = 3201, TINY = 8 };
+    const double tiny[TINY] = {0x1p-19, -0x1p-19, 0x1p-21, -0x1p-30, 1e-40, -1e-45, 0, -0.0};
+    Tensor *x = tensor_create(1, (int[]){GRID + TINY}, 1);
+    for (int i = 0; i < GRID; i++) x->data[i] = (real)(-16 + 0.01 * i);
+    for (int i = 0; i < TINY; i++) x->data[GRID + i] = (real)tiny[i];
+    double expected[GRID + TINY];
+    for (int i = 0; i < GRID + TINY; i++) {
+        double v = x->data[i];
+        expected[i] = 0.5 * erfc(-v * M_SQRT1_2) + v * exp(-0.5 * v * v) / sqrt(2 * M_PI);
+    }
+    Tape *tape = tape_create();
+    backward_ones(tape, op_gelu(tape, x));
+    assert_close(expected, x->grad, GRID + TINY, TOL, "gelu' on [-16, 16] and near 0");
+    tape_free(tape);
+    tensor_free(x);
+}
+
 static void gelu_is_zero_on_the_left_and_x_on_the_right(void **state) {
     (void)state;
     Tape *tape = tape_create();
@@ -696,6 +719,7 @@ int main(void) {
         cmocka_unit_test(clamp_with_lo_above_hi_fails),
         cmocka_unit_test(sigmoid_saturates_to_0_and_1),
         cmocka_unit_test(softplus_is_zero_on_the_left_and_x_on_the_right),
+        cmocka_unit_test(gelu_derivative_matches_double_from_tails_to_zero),
         cmocka_unit_test(gelu_is_zero_on_the_left_and_x_on_the_right),
         cmocka_unit_test(tanh_saturates_to_minus_1_and_1),
         cmocka_unit_test(masked_fill_replaces_where_the_mask_is_set),
