@@ -4,7 +4,7 @@ set terminal @terminal size 1200,800
 if (!exists("outfile")) outfile = 'docs/figures/cost.png'
 set output outfile
 set terminal @terminal size 1500,650
-set multiplot layout 1,2 title 'Cost of one forward + backward pass vs sequence length N'."\n".'{/*0.8 B = 1, dim 64, float32, one thread; attention not measured for N >= 8192: its N x N buffers would pass 2 GB}' font ',15'
+set multiplot layout 1,2 title 'Cost of one forward + backward pass vs sequence length N'."\n".'{/*0.8 B = 1, dim 64, float32, one thread}' font ',15'
 set logscale xy 2
 set logscale y 10
 set format y '10^{%L}'
@@ -17,12 +17,12 @@ set title 'time'
 set ylabel 'time per forward + backward (ms)'
 plot 'docs/figures/cost.cost.dat' using 1:2 with linespoints pt 7 lw 2.5 lc rgb '#1f77b4' title 'ContextPool (op\_contextpool1d)', \
      '' using 1:4 with linespoints pt 5 lw 2.5 lc rgb '#d62728' title 'attention (attention\_forward)', \
-     0.081311 * (x / 128) with lines dt 2 lw 1 lc rgb '#777777' title 'slope 1: ∝ N', \
-     0.997244 * (x / 128)**2 with lines dt 3 lw 1 lc rgb '#777777' title 'slope 2: ∝ N^2'
+     0.09423 * (x / 128) with lines dt 2 lw 1 lc rgb '#777777' title 'slope 1: ∝ N', \
+     0.378153 * (x / 128)**2 with lines dt 3 lw 1 lc rgb '#777777' title 'slope 2: ∝ N^2'
 set title 'memory'
 set ylabel 'tape arena peak (MB)'
 plot 'docs/figures/cost.cost.dat' using 1:3 with linespoints pt 7 lw 2.5 lc rgb '#1f77b4' title 'ContextPool (op\_contextpool1d)', \
      '' using 1:5 with linespoints pt 5 lw 2.5 lc rgb '#d62728' title 'attention (attention\_forward)', \
      0.0769653 * (x / 128) with lines dt 2 lw 1 lc rgb '#777777' title 'slope 1: ∝ N', \
-     3.0061 * (x / 128)**2 with lines dt 3 lw 1 lc rgb '#777777' title 'slope 2: ∝ N^2'
+     0.596619 * (x / 128)**2 with lines dt 3 lw 1 lc rgb '#777777' title 'slope 2: ∝ N^2'
 unset multiplot
