@@ -384,25 +384,12 @@ static void plot_job_free(PlotJob *job) {
     free(job);
 }
 
-/* Fail before the work (and its notes on stdout), not after it, when the figure's directory
- * cannot take it. */
-static int check_out_directory(PlotJob *job, const char *out_path) {
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", out_path);
-    char *slash = strrchr(dir, '/');
-    if (!slash)
-        strcpy(dir, ".");
-    else if (slash == dir)
-        dir[1] = '\0';
-    else
-        *slash = '\0';
-    if (access(dir, W_OK) != 0)
-        return plot_error(job, PLOT_EXIT_DATA, "%.512s: cannot write the figure there: %s", dir,
-                          strerror(errno));
-    struct stat info;
-    if (stat(out_path, &info) == 0 && S_ISDIR(info.st_mode))
-        return plot_error(job, PLOT_EXIT_DATA, "--out %s: is a directory; expected FILE.png",
-                          out_path);
+/* Fail before the work (and its notes on stdout), not after it, when --out cannot take the
+ * figure. */
+static int check_out(PlotJob *job, const char *out_path) {
+    char err[1024];
+    if (figure_check_out(out_path, err, sizeof err) != 0)
+        return plot_error(job, PLOT_EXIT_DATA, "%s", err);
     return 0;
 }
 
@@ -410,7 +397,7 @@ static void plot_steps(void *arg) {
     PlotJob *job = arg;
     int status = 0;
     if (job->options.out)
-        status = check_out_directory(job, job->out_path = job->options.out);
+        status = check_out(job, job->out_path = job->options.out);
     else
         status = make_preview_dir(job);
     if (!status) status = job->draw(job);

@@ -277,24 +277,6 @@ static void write_figure_script(Figure *fig, const SynthConfig *c, const SynthRe
     figure_script(fig, "unset multiplot\n");
 }
 
-/* Fail before training, not after it, when the figure's directory cannot take it. */
-static int check_out_directory(const char *out_path, char *err, size_t err_len) {
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", out_path);
-    char *slash = strrchr(dir, '/');
-    if (!slash)
-        strcpy(dir, ".");
-    else if (slash == dir)
-        dir[1] = '\0';
-    else
-        *slash = '\0';
-    if (access(dir, W_OK) != 0) {
-        snprintf(err, err_len, "%.512s: cannot write the figure there: %s", dir, strerror(errno));
-        return -1;
-    }
-    return 0;
-}
-
 /* The figure being written, for the cpool_try around its data and script. */
 typedef struct FigureWrite {
     Figure fig;
@@ -365,7 +347,7 @@ int cmd_synth(int argc, char **argv) {
         synth_usage(stdout);
         return 0;
     }
-    if (check_out_directory(options.out, err, sizeof err) != 0) {
+    if (figure_check_out(options.out, err, sizeof err) != 0) { /* before training, not after */
         fprintf(stderr, "cpool synth: %s\n", err);
         return SYNTH_EXIT_FIGURE;
     }

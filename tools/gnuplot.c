@@ -93,6 +93,24 @@ static void write_header(Figure *fig) {
     }
 }
 
+int figure_check_out(const char *out_path, char *err, size_t err_len) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", out_path);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        strcpy(dir, ".");
+    else if (slash == dir)
+        dir[1] = '\0';
+    else
+        *slash = '\0';
+    if (access(dir, W_OK) != 0)
+        return path_error(err, err_len, dir, "cannot write the figure there: %s", strerror(errno));
+    struct stat info;
+    if (stat(out_path, &info) == 0 && S_ISDIR(info.st_mode))
+        return path_error(err, err_len, out_path, "is a directory; expected FILE.png");
+    return 0;
+}
+
 int figure_open(Figure *fig, const char *out_path, FigureTerm term, char *err, size_t err_len) {
     memset(fig, 0, sizeof *fig);
     if (strlen(out_path) + 32 >= sizeof fig->out_path)

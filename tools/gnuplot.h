@@ -36,6 +36,10 @@ typedef struct Figure {
     FILE *data[FIGURE_MAX_DATA];
 } Figure;
 
+/* Whether a figure can be written at out_path: its directory takes files and out_path is not
+ * itself a directory. 0, or -1 with one line in err. Commands call it before their work, so a
+ * bad --out fails at once rather than after minutes of training or measuring. */
+int figure_check_out(const char *out_path, char *err, size_t err_len);
 int figure_open(Figure *fig, const char *out_path, FigureTerm term, char *err, size_t err_len);
 /* A new data file named name (opened once; later calls return the same stream). */
 FILE *figure_data(Figure *fig, const char *name);
