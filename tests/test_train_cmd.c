@@ -797,6 +797,17 @@ static int run_diverging(const char *dir, const char *pool, const char *option) 
     return status;
 }
 
+/* The checkpoint in dir is the last one the run saved, byte for byte (the rename hook copied
+ * each save to TEMP/copied.safetensors), and it is the checkpoint of `step`. */
+static void assert_last_good_checkpoint_kept(const char *dir, long step) {
+    size_t n_disk, n_copy;
+    char *disk = train_read_file(in_dir(dir, "checkpoint.safetensors"), &n_disk);
+    char *copy = train_read_file(temp("copied.safetensors"), &n_copy);
+    assert_true(n_disk == n_copy && memcmp(disk, copy, n_disk) == 0);
+    free(disk), free(copy);
+    assert_int_equal(checkpoint_step(in_dir(dir, "checkpoint.safetensors")), step);
+}
+
 /* A run that diverged at step 2: exit 1; on stderr the start line and exactly one more,
  * "cpool train: training diverged at step 2: ...; stopped (the checkpoint of step 1 is kept)",
  * naming an op and its tape position; the checkpoint on disk is byte for byte the last one the
@@ -812,12 +823,7 @@ static char *assert_diverged_at_step_2(const char *dir, int status) {
         !ends_with(line + 1, suffix) || !strstr(line, "op '") ||
         !strstr(line, " at tape position "))
         fail_msg("exit %d, stderr:\n%s", status, err_text);
-    size_t n_disk, n_copy;
-    char *disk = train_read_file(in_dir(dir, "checkpoint.safetensors"), &n_disk);
-    char *copy = train_read_file(temp("copied.safetensors"), &n_copy);
-    assert_true(n_disk == n_copy && memcmp(disk, copy, n_disk) == 0);
-    free(disk), free(copy);
-    assert_int_equal(checkpoint_step(in_dir(dir, "checkpoint.safetensors")), 1);
+    assert_last_good_checkpoint_kept(dir, 1);
     assert_false(holds_file_starting(dir, "checkpoint.safetensors.tmp"));
     char *curve = curve_without_time(dir);
     assert_int_equal(count_lines(curve), 2); /* the header and step 1's row */
@@ -905,12 +911,7 @@ static void a_nan_gradient_never_reaches_the_parameters(void **state) {
                       "step's re-run computed a finite loss and gradient norm: the step is not "
                       "reproducible); stopped (the checkpoint of step 2 is kept)\n"))
         fail_msg("stderr:\n%s", err_text);
-    size_t n_disk, n_copy;
-    char *disk = train_read_file(in_dir(dir, "checkpoint.safetensors"), &n_disk);
-    char *copy = train_read_file(temp("copied.safetensors"), &n_copy);
-    assert_true(n_disk == n_copy && memcmp(disk, copy, n_disk) == 0);
-    free(disk), free(copy);
-    assert_int_equal(checkpoint_step(in_dir(dir, "checkpoint.safetensors")), 2);
+    assert_last_good_checkpoint_kept(dir, 2);
 }
 
 /* ---- eval --------------------------------------------------------------------------------- */
