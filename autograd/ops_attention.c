@@ -26,7 +26,11 @@
  * [c0, c1) that some of its rows see (c0 from its first row, c1 from its last), so a causal layer
  * skips most of the masked triangle and a window layer works on a band: each product above is
  * one gemm on the block's rows and columns. Every entry of a block outside a row's seen(i) has
- * P = 0, so the products need no mask; only the softmax does.
+ * P = 0, so the products need no mask; only the softmax does. Backward reads P only inside the
+ * blocks: the columns outside them are written (as 0) only when the caller asks for P.
+ * Backward walks the blocks last to first, so that (without a window) its first block, which
+ * sees every key, stores dk and dv whole into fresh gradient buffers instead of zeroing them
+ * (3 MB a layer for the benchmark model) and adding.
  *
  * Threads. One item (b, h) per iteration when there are enough items (each writes only its own
  * slices of o, P, dq, dk, dv, in a fixed order), so the bits do not depend on the thread count.
@@ -74,6 +78,8 @@ typedef struct ItemLayout {
  * of q (and dq), of k and v (and dk, dv) and of o (and dO) lie. */
 typedef struct AttentionPlan {
     int N, dh, causal, window, heads;
+    int whole_P; /* 1: P outside the blocks' columns is written (0) too, for a caller that reads P
+                  */
     long items;
     real scale;
     ItemLayout q_in, kv_in, out;
@@ -110,21 +116,29 @@ static int items_in_parallel(const AttentionPlan *p) {
 }
 
 /* Row i of P from its scores, in place: row holds S_ij / c for j in [c0, c1) on entry (the
- * gemm's q_i . k_j). Entries outside seen(i) are set to 0 without being exp'd. */
+ * gemm's q_i . k_j). Entries outside seen(i) are set to 0 without being exp'd.
+ * The maximum is taken over the raw dot products, m = max q_i . k_j: c > 0 and rounding is
+ * monotonic, so fl(c m) is the maximum of the rounded scores fl(c q_i . k_j), bit for bit, and
+ * the max loop needs no multiply (a max reduction vectorises; scaling in place first made it a
+ * scalar loop that took 40% of the softmax). */
 static void softmax_row(const AttentionPlan *p, int i, int c0, int c1, real *row) {
     int lo = first_key(p, i), hi = last_key(p, i);
     for (int j = c0; j < lo; j++) row[j] = 0;
     for (int j = hi + 1; j < c1; j++) row[j] = 0;
     real m = -INFINITY;
-    for (int j = lo; j <= hi; j++) {
-        row[j] *= p->scale; /* S_ij */
-        m = row[j] > m ? row[j] : m;
-    }
-    for (int j = lo; j <= hi; j++) row[j] = real_exp(row[j] - m);
+#pragma omp simd reduction(max : m)
+    for (int j = lo; j <= hi; j++) m = row[j] > m ? row[j] : m;
+    const real scale = p->scale, shift = scale * m; /* m_i = max_l S_il */
     double total = 0; /* in double, a vector of partial sums (a fixed order for a given build) */
 #pragma omp simd reduction(+ : total)
-    for (int j = lo; j <= hi; j++) total += row[j];
+    for (int j = lo; j <= hi; j++) {
+        real score = scale * row[j]; /* S_ij, rounded as the max was */
+        real e = real_exp(score - shift);
+        row[j] = e;
+        total += e;
+    }
     real inverse = (real)(1.0 / total);
+#pragma omp simd
     for (int j = lo; j <= hi; j++) row[j] *= inverse;
 }
 
@@ -137,8 +151,9 @@ static void forward_item(const AttentionPlan *p, const real *q, const real *k, c
     for (int r0 = 0; r0 < N; r0 += ROW_BLOCK) {
         int r1 = block_end(p, r0), c0 = first_key(p, r0), c1 = last_key(p, r1 - 1) + 1;
         real *P_block = P + (long)r0 * N;
-        /* Columns outside [c0, c1) are hidden from every row of the block: P = 0 there. */
-        for (int i = r0; i < r1; i++) {
+        /* Columns outside [c0, c1) are hidden from every row of the block: P = 0 there. Backward
+         * never reads them, so they are written only when the caller asked for P. */
+        for (int i = r0; i < r1 && p->whole_P; i++) {
             memset(P_block + (long)(i - r0) * N, 0, (size_t)c0 * sizeof(real));
             memset(P_block + (long)(i - r0) * N + c1, 0, (size_t)(N - c1) * sizeof(real));
         }
@@ -163,36 +178,44 @@ static void forward_one(const AttentionPlan *p, const real *q, const real *k, co
 /* The gradients of one item; dq, dk, dv may be NULL. scratch holds ROW_BLOCK x N reals. */
 typedef struct ItemGrads {
     real *dq, *dk, *dv;
+    /* 1: the buffer is fresh (tape_grad_write) and this op is its first contributor: store, do
+     * not add. Only ever set without a window (see backward_item). */
+    int overwrite_q, overwrite_kv;
 } ItemGrads;
 
 /* dS = P * (dP - rowsum(dP * P)), times c, in place over dP's rows [r0, r1), columns [c0, c1). */
 static void softmax_backward_rows(const AttentionPlan *p, const real *P, int r0, int r1, int c0,
                                   int c1, real *dP) {
     int N = p->N, width = c1 - c0;
+    const real scale = p->scale; /* a local: read through p, every store to dP could change it */
     for (int i = r0; i < r1; i++) {
         const real *P_row = P + (long)i * N + c0;
         real *dP_row = dP + (long)(i - r0) * width;
         double dot = 0; /* sum_l dP_il P_il */
 #pragma omp simd reduction(+ : dot)
         for (int j = 0; j < width; j++) dot += (double)dP_row[j] * P_row[j];
-        for (int j = 0; j < width; j++) dP_row[j] = p->scale * P_row[j] * (dP_row[j] - (real)dot);
+#pragma omp simd
+        for (int j = 0; j < width; j++) dP_row[j] = scale * P_row[j] * (dP_row[j] - (real)dot);
     }
 }
 
 /* The gradients of one item; rows are ld_q (q, dq), ld_kv (k, v, dk, dv) and ld_out (dO)
- * apart. */
+ * apart. The row blocks are walked last to first: without a window the last block sees every
+ * key, [0, N), so with fresh buffers its products store dk and dv whole and the blocks after it
+ * add (the buffers need no zeroing first); each row of dq comes from its own block alone. */
 static void backward_item(const AttentionPlan *p, const real *q, const real *k, const real *v,
                           const real *P, const real *dO, ItemGrads g, real *scratch) {
     int N = p->N, dh = p->dh, ld_q = p->q_in.row_stride, ld_kv = p->kv_in.row_stride;
     int ld_out = p->out.row_stride;
-    for (int r0 = 0; r0 < N; r0 += ROW_BLOCK) {
+    int add_q = !g.overwrite_q, add_kv = !g.overwrite_kv; /* gemm's accumulate */
+    for (int r0 = (N - 1) / ROW_BLOCK * ROW_BLOCK; r0 >= 0; r0 -= ROW_BLOCK, add_kv = 1) {
         int r1 = block_end(p, r0), c0 = first_key(p, r0), c1 = last_key(p, r1 - 1) + 1;
         int rows = r1 - r0, width = c1 - c0;
         const real *P_block = P + (long)r0 * N + c0, *dO_block = dO + (long)r0 * ld_out;
         /* dv[c0:c1] += P[r0:r1, c0:c1]^T dO[r0:r1] */
         if (g.dv)
             gemm(1, 0, width, dh, rows, P_block, N, dO_block, ld_out, g.dv + (long)c0 * ld_kv,
-                 ld_kv, 1);
+                 ld_kv, add_kv);
         if (!g.dq && !g.dk) continue;
         /* dP (rows, width) = dO[r0:r1] v[c0:c1]^T, then dS c in place */
         gemm(0, 1, rows, width, dh, dO_block, ld_out, v + (long)c0 * ld_kv, ld_kv, scratch, width,
@@ -201,10 +224,10 @@ static void backward_item(const AttentionPlan *p, const real *q, const real *k, 
         /* dq[r0:r1] += (c dS) k[c0:c1];  dk[c0:c1] += (c dS)^T q[r0:r1] */
         if (g.dq)
             gemm(0, 0, rows, dh, width, scratch, width, k + (long)c0 * ld_kv, ld_kv,
-                 g.dq + (long)r0 * ld_q, ld_q, 1);
+                 g.dq + (long)r0 * ld_q, ld_q, add_q);
         if (g.dk)
             gemm(1, 0, width, dh, rows, scratch, width, q + (long)r0 * ld_q, ld_q,
-                 g.dk + (long)c0 * ld_kv, ld_kv, 1);
+                 g.dk + (long)c0 * ld_kv, ld_kv, add_kv);
     }
 }
 
@@ -248,8 +271,10 @@ static void backward_job(const BackwardJob *job, long n) {
     thread = omp_get_thread_num();
 #endif
     long at_q = item_offset(p, &p->q_in, n), at_kv = item_offset(p, &p->kv_in, n), N = p->N;
-    ItemGrads g = {item_of(p, &p->q_in, job->grads.dq, n), item_of(p, &p->kv_in, job->grads.dk, n),
-                   item_of(p, &p->kv_in, job->grads.dv, n)};
+    ItemGrads g = job->grads;
+    g.dq = item_of(p, &p->q_in, g.dq, n);
+    g.dk = item_of(p, &p->kv_in, g.dk, n);
+    g.dv = item_of(p, &p->kv_in, g.dv, n);
     backward_item(p, job->q + at_q, job->k + at_kv, job->v + at_kv, job->P + n * N * N,
                   job->dO + item_offset(p, &p->out, n), g,
                   job->scratch + thread * job->scratch_size);
@@ -295,11 +320,30 @@ static AttentionPlan heads_first_plan(const Tensor *q, int causal, int window) {
     return p;
 }
 
+/* The gradient buffer of t for a backward that may store into it (tape_grad_write), but only
+ * when `store_ok`: otherwise a fresh buffer is zeroed, to be added to. */
+static real *gradient_for(Tape *tape, Tensor *t, int store_ok, int *overwrite) {
+    real *grad = tape_grad_write(tape, t, overwrite);
+    if (*overwrite && !store_ok) {
+        memset(grad, 0, (size_t)t->size * sizeof(real));
+        *overwrite = 0;
+    }
+    return grad;
+}
+
 static void attention_backward(Tape *tape, TapeRecord *record) {
     const AttentionSaved *saved = record->saved;
     Tensor *q = record->inputs[0], *k = record->inputs[1], *v = record->inputs[2];
     AttentionPlan p = heads_first_plan(q, saved->causal, saved->window);
-    ItemGrads grads = {tape_grad(tape, q), tape_grad(tape, k), tape_grad(tape, v)};
+    /* dk and dv share one flag: both are stored, or both added to; a tensor passed twice (k = v,
+     * say) gets two contributions, so it is added to */
+    int distinct = q != k && q != v && k != v;
+    int store_kv =
+        distinct && !p.window && k->requires_grad && v->requires_grad && !k->grad && !v->grad;
+    ItemGrads grads;
+    grads.dq = gradient_for(tape, q, distinct, &grads.overwrite_q);
+    grads.dk = gradient_for(tape, k, store_kv, &grads.overwrite_kv);
+    grads.dv = gradient_for(tape, v, store_kv, &grads.overwrite_kv);
     backward_items(tape, &p, q->data, k->data, v->data, saved->probs->data, record->output->grad,
                    grads);
 }
@@ -320,6 +364,7 @@ Tensor *op_attention(Tape *tape, Tensor *q, Tensor *k, Tensor *v, int causal, in
                      Tensor **probs) {
     check_inputs(q, k, v, window);
     AttentionPlan p = heads_first_plan(q, causal, window);
+    p.whole_P = probs != NULL;
     Tensor *P = tape_tensor(tape, 4, (int[]){q->shape[0], q->shape[1], p.N, p.N});
     Tensor *o = tape_tensor(tape, 4, q->shape);
     forward_items(&p, q->data, k->data, v->data, P->data, o->data);
@@ -366,9 +411,16 @@ static void attention_heads_backward(Tape *tape, TapeRecord *record) {
     Tensor *q = record->inputs[0], *kv = record->inputs[record->n_inputs - 1];
     int dim = record->output->shape[2];
     AttentionPlan p = side_by_side_plan(q, q->shape[2], kv->shape[2], dim, saved);
-    real *dq = tape_grad(tape, q), *dkv = q == kv ? dq : tape_grad(tape, kv);
+    /* qkv: one buffer, stored whole or added to; q, kv: dq can always be stored (each row from
+     * one block), dk and dv only without a window */
+    ItemGrads grads;
+    real *dq = gradient_for(tape, q, q == kv ? !p.window : 1, &grads.overwrite_q), *dkv = dq;
+    grads.overwrite_kv = grads.overwrite_q;
+    if (q != kv) dkv = gradient_for(tape, kv, !p.window, &grads.overwrite_kv);
     long k_column = q == kv ? dim : 0; /* k's first column in kv */
-    ItemGrads grads = {dq, dkv ? dkv + k_column : NULL, dkv ? dkv + k_column + dim : NULL};
+    grads.dq = dq;
+    grads.dk = dkv ? dkv + k_column : NULL;
+    grads.dv = dkv ? dkv + k_column + dim : NULL;
     backward_items(tape, &p, q->data, kv->data + k_column, kv->data + k_column + dim,
                    saved->probs->data, record->output->grad, grads);
 }
@@ -377,6 +429,7 @@ static void attention_heads_backward(Tape *tape, TapeRecord *record) {
 static Tensor *attend_side_by_side(Tape *tape, Tensor *q, Tensor *kv, long k_column, int dim,
                                    const AttentionHeadsSaved *how, Tensor **probs) {
     AttentionPlan p = side_by_side_plan(q, q->shape[2], kv->shape[2], dim, how);
+    p.whole_P = probs != NULL;
     Tensor *P = tape_tensor(tape, 4, (int[]){q->shape[0], how->heads, p.N, p.N});
     Tensor *o = tape_tensor(tape, 3, (int[]){q->shape[0], p.N, dim});
     forward_items(&p, q->data, kv->data + k_column, kv->data + k_column + dim, P->data, o->data);

@@ -117,7 +117,10 @@ Tensor *block_forward_aux(Tape *tape, const Block *layer, Tensor *x, BlockAux *a
         keys_values = pool_tokens(tape, layer, h, &out.pool);
     if (pooled && feeds == BLOCK_POOL_FEEDS_QKV)
         queries = keys_values = pool_tokens(tape, layer, h, &out.pool);
-    Tensor *attended = attention_forward(tape, &layer->attn, queries, keys_values, &out.probs);
+    /* P is asked for only when the caller takes it: the fused op then skips writing the zeros
+     * of the masked blocks that its own backward never reads. */
+    Tensor *attended =
+        attention_forward(tape, &layer->attn, queries, keys_values, aux ? &out.probs : NULL);
     x = op_add(tape, x, attended);                          /* x + attn */
     h = layernorm_forward(tape, &layer->ln2, x);            /* (B, N, dim) */
     x = op_add(tape, x, ffn_forward(tape, &layer->ffn, h)); /* x + ffn */
@@ -127,6 +130,7 @@ Tensor *block_forward_aux(Tape *tape, const Block *layer, Tensor *x, BlockAux *a
 }
 
 Tensor *block_forward(Tape *tape, const Block *layer, Tensor *x, Tensor **probs) {
+    if (!probs) return block_forward_aux(tape, layer, x, NULL);
     BlockAux aux;
     Tensor *y = block_forward_aux(tape, layer, x, &aux);
     if (probs) *probs = aux.probs;

@@ -384,6 +384,63 @@ static void heads_side_by_side_match_split_heads(void **state) {
         }
 }
 
+/* Where the inputs are arena intermediates, the fused backward *stores* into their fresh
+ * gradient buffers when it is their only contributor (and, for dk and dv, when its first row
+ * block sees every key, i.e. without a window), and adds otherwise. Each wiring below must give
+ * the leaf x the composed path's gradient, for every mask (windows included):
+ *   0: q, k, v distinct, all fresh (stored; with a window dk, dv zeroed and added)
+ *   1: k = v, one tensor twice (two contributions: added)
+ *   2: q = k = v
+ *   3: k also feeds a later add, whose backward runs first: dk exists, dv is fresh (both added)
+ *   4: heads side by side, qkv fresh (op_attention_qkv; stored whole or, with a window, added)
+ *   5: the same, with a slice of qkv also added to the output (dqkv exists: added)
+ * The fused op is run without asking for P, so the masked blocks of P stay unwritten. */
+static Tensor *wired_attention(Tape *tape, Tensor *x, int wiring, int fused, const Case *c) {
+    Tensor *probs;
+    if (wiring >= 4) {
+        int dim = c->H * c->dh;
+        Tensor *qkv = op_scale(tape, x, (real)0.5); /* (B, N, 3 dim) */
+        Tensor *o = fused ? op_attention_qkv(tape, qkv, c->H, c->causal, c->window, NULL)
+                          : attention_by_copies(tape, qkv, qkv, 0, dim, c->H, dim, c, &probs);
+        return wiring == 5 ? op_add(tape, o, op_slice(tape, qkv, 2, dim, 2 * dim)) : o;
+    }
+    Tensor *q = op_scale(tape, x, (real)0.5), *k = op_scale(tape, x, (real)-1.5);
+    Tensor *v = op_scale(tape, x, (real)2);
+    if (wiring == 1) v = k;
+    if (wiring == 2) k = v = q;
+    Tensor *o = fused ? op_attention(tape, q, k, v, c->causal, c->window, NULL)
+                      : composed_attention(tape, q, k, v, c->causal, c->window, &probs);
+    return wiring == 3 ? op_add(tape, o, k) : o;
+}
+
+static void stored_and_added_gradients_match_composed(void **state) {
+    (void)state;
+    Rng rng;
+    rng_seed(&rng, 11);
+    for (int ci = 0; ci < N_CASES; ci++)
+        for (int wiring = 0; wiring < 6; wiring++) {
+            const Case *c = &cases[ci];
+            int shape[4] = {c->B, c->H, c->N, c->dh};
+            int side[3] = {c->B, c->N, 3 * c->H * c->dh};
+            Tensor *x =
+                wiring >= 4 ? uniform_tensor(&rng, 3, side, 1) : uniform_tensor(&rng, 4, shape, 1);
+            Tape *tape = tape_create();
+            Tensor *o = wired_attention(tape, x, wiring, 1, c);
+            real *seed = random_seed(&rng, o->size);
+            tape_backward_from(tape, o, seed);
+            double *fused = as_doubles(x->grad, x->size);
+            tensor_zero_grad(x);
+            tape_reset(tape);
+            tape_backward_from(tape, wired_attention(tape, x, wiring, 0, c), seed);
+            char what[96];
+            snprintf(what, sizeof what, "case %d wiring %d: dx", ci, wiring);
+            assert_close(fused, x->grad, x->size, TOL, what);
+            free(fused), free(seed);
+            tensor_free(x);
+            tape_free(tape);
+        }
+}
+
 /* The layer: fused (the default) and reach.composed = 1 from the same parameters give the same
  * y, probabilities and parameter and input gradients, for full, causal and windowed attention,
  * self- (op_attention_qkv) and cross-attention (op_attention_q_kv). */
@@ -478,6 +535,7 @@ int main(void) {
         cmocka_unit_test(results_do_not_depend_on_the_thread_count),
         cmocka_unit_test(missing_gradients_and_no_grad_change_nothing_else),
         cmocka_unit_test(heads_side_by_side_match_split_heads),
+        cmocka_unit_test(stored_and_added_gradients_match_composed),
         cmocka_unit_test(attention_layer_fused_matches_composed),
         cmocka_unit_test(bad_arguments_fail_with_one_line),
     };
