@@ -21,6 +21,7 @@ void tape_free(Tape *tape) {
 
 void tape_reset(Tape *tape) {
     tape->n_records = 0;
+    tape->free_grads = NULL;
     tape->anomaly_found = 0;
     arena_reset(&tape->arena);
 }
@@ -45,15 +46,56 @@ void *tape_save(Tape *tape, size_t bytes) {
     return arena_calloc(&tape->arena, bytes);
 }
 
+/* ---- Gradient buffers -------------------------------------------------------------------
+ * A released buffer keeps its size and the next one in its first bytes: every arena block holds
+ * at least ARENA_ALIGN = 64 bytes, room for both. */
+typedef struct FreeGrad {
+    struct FreeGrad *next;
+    size_t bytes;
+} FreeGrad;
+
+/* An uninitialised buffer for a gradient of n reals: the newest released one of exactly that
+ * size (the most likely to be in the cache; gradients come in a few sizes, so an exact match is
+ * the common case), or new arena memory. */
+static real *grad_buffer(Tape *tape, long n) {
+    size_t bytes = (size_t)n * sizeof(real);
+    for (FreeGrad **link = &tape->free_grads; *link; link = &(*link)->next)
+        if ((*link)->bytes == bytes) {
+            FreeGrad *found = *link;
+            *link = found->next;
+            return (real *)found;
+        }
+    return arena_alloc(&tape->arena, bytes);
+}
+
+/* After `record`'s backward: its output's gradient is dead. A backward may have handed the
+ * buffer itself on to an input as that input's gradient (op_add does, instead of copying it):
+ * then the input owns it now, and releases it after its own record's backward. */
+static void release_grad(Tape *tape, const TapeRecord *record) {
+    Tensor *t = record->output;
+    for (int i = 0; i < record->n_inputs; i++)
+        if (record->inputs[i]->grad == t->grad) {
+            t->grad = NULL;
+            return;
+        }
+    FreeGrad *freed = (FreeGrad *)t->grad;
+    *freed = (FreeGrad){.next = tape->free_grads, .bytes = (size_t)t->size * sizeof(real)};
+    tape->free_grads = freed;
+    t->grad = NULL;
+}
+
 real *tape_grad(Tape *tape, Tensor *t) {
     if (!t->requires_grad) return NULL;
-    if (!t->grad) t->grad = arena_calloc(&tape->arena, (size_t)t->size * sizeof(real));
+    if (!t->grad) {
+        t->grad = grad_buffer(tape, t->size);
+        memset(t->grad, 0, (size_t)t->size * sizeof(real));
+    }
     return t->grad;
 }
 
 real *tape_grad_write(Tape *tape, Tensor *t, int *overwrite) {
     *overwrite = t->requires_grad && !t->grad;
-    if (*overwrite) t->grad = arena_alloc(&tape->arena, (size_t)t->size * sizeof(real));
+    if (*overwrite) t->grad = grad_buffer(tape, t->size);
     return t->requires_grad ? t->grad : NULL;
 }
 
@@ -202,6 +244,7 @@ void tape_backward_from(Tape *tape, Tensor *output, const real *seed) {
         if (!record->output->grad) continue; /* no gradient flowed into this record */
         record->backward(tape, record);
         if (tape->anomaly) check_backward(tape, record, position);
+        if (tape->release_grads) release_grad(tape, record);
     }
 }
 

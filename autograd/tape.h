@@ -9,6 +9,14 @@
  * Intermediate tensors, gradients of intermediates, saved values and the inputs lists all live in
  * the tape's arena, released at once by tape_reset() at the end of a step.
  *
+ * With tape->release_grads = 1 (what training sets), backward also hands each intermediate's
+ * gradient back as soon as the record that made the tensor has run its backward: every
+ * contribution to it came from later records, which ran before, so nothing reads it again. The
+ * next gradient of the same size reuses the buffer, still warm in the cache, so at most the
+ * live gradients (a few MB) are in memory at once instead of one per intermediate (docs/memory.md).
+ * A caller that reads intermediate gradients after backward (gradient checks, the layer lab,
+ * tests) leaves it 0, the default.
+ *
  *     Tape *tape = tape_create();
  *     Tensor *w = tensor_create(1, (int[]){3}, 1);          // a parameter: owned, has a grad
  *     for (int step = 0; step < 100; step++) {
@@ -56,7 +64,11 @@ struct Tape {
     int n_records;
     int capacity;
     int no_grad; /* 1: ops record nothing and outputs do not require grad */
-    int anomaly; /* 1: check every forward and backward output for NaN/Inf */
+    /* 1: backward releases each record's output gradient after the record's backward (above);
+     * the tensor's grad is NULL afterwards. */
+    int release_grads;
+    struct FreeGrad *free_grads; /* released gradient buffers, newest first (in the arena) */
+    int anomaly;                 /* 1: check every forward and backward output for NaN/Inf */
     /* Anomaly messages name an input as tensor_name(input, tensor_name_user) says ("fc.weight"
      * for a parameter), or by its shape alone when this is NULL or returns NULL. */
     const char *(*tensor_name)(const Tensor *t, void *user);

@@ -461,6 +461,53 @@ static void charlm_never_peeks_at_later_bytes(void **state) {
     }
 }
 
+/* Training releases each intermediate's gradient once its record's backward has run
+ * (tape->release_grads, tape.h). For a charlm with ContextPool and a ViT with contextpool2d, a
+ * step that releases them gives every parameter the same gradient, bit for bit, as one that
+ * keeps them, and needs a smaller arena. */
+static void released_gradients_change_no_parameter_gradient(void **state) {
+    Fixture *f = *state;
+    enum { B = 2, N = 6 };
+    int tokens[B * N], targets[B * N];
+    for (int i = 0; i < B * N; i++)
+        tokens[i] = rng_int(&f->rng, 256), targets[i] = rng_int(&f->rng, 256);
+    Tensor *images = random_images(&f->rng, B);
+    int labels[B] = {3, 7};
+    for (int kind = 0; kind < 2; kind++) {
+        ModelConfig c = kind ? tiny_vit(7, MODEL_POOL_CONTEXTPOOL) : tiny_charlm();
+        if (!kind) c.layers = 2, c.pool = MODEL_POOL_CONTEXTPOOL;
+        model_init(&f->model, &c, &f->rng);
+        ParamSet *params = &f->model.params;
+        ModelInput in = {.tokens = tokens, .batch = B, .len = N, .images = images};
+        real *kept[64];
+        size_t peak[2];
+        assert_true(params->count <= 64);
+        for (int release = 0; release < 2; release++) {
+            Tape *tape = tape_create();
+            tape->release_grads = release;
+            Tensor *logits = model_forward(tape, &f->model, &in, NULL);
+            tape_backward(tape, model_loss(tape, &f->model, logits, kind ? labels : targets));
+            peak[release] = tape->arena.peak_bytes;
+            for (int k = 0; k < params->count; k++) {
+                const Tensor *p = params->items[k].tensor;
+                size_t bytes = (size_t)p->size * sizeof(real);
+                if (!release) {
+                    kept[k] = malloc(bytes);
+                    memcpy(kept[k], p->grad, bytes);
+                } else {
+                    assert_memory_equal(kept[k], p->grad, bytes);
+                    free(kept[k]);
+                }
+            }
+            params_zero_grad(params);
+            tape_free(tape);
+        }
+        assert_true(peak[1] < peak[0]);
+        model_free(&f->model);
+    }
+    tensor_free(images);
+}
+
 /* The loss is the mean cross-entropy, plus span_coef L mean_h(z) per block with a span. */
 static void loss_adds_the_span_penalty_of_every_block(void **state) {
     Fixture *f = *state;
@@ -684,6 +731,7 @@ int main(void) {
         TEST(output_shapes),
         TEST(aux_holds_every_layers_pool_and_attention),
         TEST(charlm_never_peeks_at_later_bytes),
+        TEST(released_gradients_change_no_parameter_gradient),
         TEST(loss_adds_the_span_penalty_of_every_block),
         TEST(after_step_clamps_every_span),
         TEST(forward_flops_match_a_hand_count),

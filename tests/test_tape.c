@@ -1,4 +1,5 @@
-/* test_tape.c - the tape: recording, the backward walk, no-grad mode, anomaly mode, arena reuse. */
+/* test_tape.c - the tape: recording, the backward walk, no-grad mode, anomaly mode, arena reuse,
+ * released gradients. */
 #include "test_util.h"
 
 #include "ops.h"
@@ -260,6 +261,64 @@ static void arena_is_reused_after_reset(void **state) {
     tensor_free(x);
 }
 
+/* y = x, whose backward hands dy's buffer itself to x when x has no gradient yet (as op_add
+ * does): x owns it then, and the tape must not release it after this record. */
+static void pass_backward(Tape *tape, TapeRecord *record) {
+    Tensor *x = record->inputs[0], *y = record->output;
+    if (!x->requires_grad) return;
+    if (!x->grad) {
+        x->grad = y->grad;
+        return;
+    }
+    for (long i = 0; i < y->size; i++) x->grad[i] += y->grad[i];
+    (void)tape;
+}
+
+static Tensor *pass(Tape *tape, Tensor *x) {
+    Tensor *y = tape_tensor(tape, x->ndim, x->shape);
+    memcpy(y->data, x->data, (size_t)x->size * sizeof(real));
+    tape_record(tape, "pass", pass_backward, y, 1, &x);
+    return y;
+}
+
+/* w -> triple -> triple -> pass -> triple x 3 -> out, backward from a seed of ones:
+ * dw = 3^5 = 243. Kept (release_grads = 0): every intermediate has its own gradient buffer, 5 new
+ * ones (pass hands its own on). Released: each is handed back after its record's backward and
+ * the next gradient of its size reuses it, so only 2 buffers are ever allocated (the seeded one
+ * and the one being written), the intermediates' gradients are NULL afterwards, and dw is the
+ * same, bit for bit. The buffer pass hands on must be released only by its new owner: released
+ * after pass too, the first triple's gradient would reuse it while the second still reads it. */
+static void released_gradients_are_reused(void **state) {
+    (void)state;
+    enum { SIZE = 1024 }; /* 4 KB (float) per buffer: far above the arena's 64-byte rounding */
+    real seed[SIZE], kept_dw[SIZE];
+    size_t used[2];
+    for (int i = 0; i < SIZE; i++) seed[i] = 1;
+    for (int release = 0; release < 2; release++) {
+        Tape *tape = tape_create();
+        tape->release_grads = release;
+        Tensor *w = tensor_create(1, (int[]){SIZE}, 1);
+        for (int i = 0; i < SIZE; i++) w->data[i] = (real)i;
+        Tensor *chain[4];
+        chain[0] = pass(tape, triple(tape, triple(tape, w)));
+        for (int k = 1; k < 4; k++) chain[k] = triple(tape, chain[k - 1]);
+        size_t before = tape->arena.used_bytes;
+        tape_backward_from(tape, chain[3], seed);
+        used[release] = tape->arena.used_bytes - before;
+        for (int i = 0; i < SIZE; i++) assert_true(w->grad[i] == 243);
+        if (release) {
+            assert_memory_equal(w->grad, kept_dw, sizeof kept_dw);
+            for (int k = 0; k < 4; k++) assert_null(chain[k]->grad);
+        } else {
+            memcpy(kept_dw, w->grad, sizeof kept_dw);
+        }
+        tensor_free(w);
+        tape_free(tape);
+    }
+    assert_int_equal(used[0], 5 * SIZE * sizeof(real));
+    assert_int_equal(used[1], 2 * SIZE * sizeof(real));
+}
+
 static void tensor_shapes_are_validated(void **state) {
     (void)state;
     EXPECT_FAIL(tensor_create(7, (int[]){1, 1, 1, 1, 1, 1, 1}, 0), "between 0 and 6 supported");
@@ -284,6 +343,7 @@ int main(void) {
         cmocka_unit_test(anomaly_backward_nan_names_the_input),
         cmocka_unit_test(backward_of_non_scalar_fails),
         cmocka_unit_test(arena_is_reused_after_reset),
+        cmocka_unit_test(released_gradients_are_reused),
         cmocka_unit_test(tensor_shapes_are_validated),
     };
     return cmocka_run_group_tests_name("tape (" REAL_NAME ")", tests, NULL, NULL);

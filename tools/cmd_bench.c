@@ -220,6 +220,7 @@ static void setup_model(Work *w, RowKind kind) {
 
 static void work_setup(Work *w, const BenchRow *row) {
     *w = (Work){.row = row, .tape = tape_create()};
+    w->tape->release_grads = 1; /* as training runs (nothing here reads a gradient afterwards) */
     rng_seed(&w->rng, 1);
     switch (row->kind) {
     case ROW_MATMUL:

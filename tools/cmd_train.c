@@ -326,6 +326,7 @@ static int setup(Trainer *t) {
         write_text(o->out_dir, "config.txt", t->state.config, t->err, sizeof t->err) != 0)
         return -1;
     t->tape = tape_create();
+    t->tape->release_grads = 1; /* only the parameters' gradients are read after backward */
     t->tape->tensor_name = parameter_name;
     t->tape->tensor_name_user = &t->model.params;
     return 0;
