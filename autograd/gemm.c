@@ -99,30 +99,20 @@
 #include <omp.h>
 #endif
 
+#include "simd.h" /* vreal, VL lanes */
 #include "util.h"
 
-/* --- The vector type and the block sizes -------------------------------------------------- */
+/* --- The block sizes (the vector type, vreal of VL lanes, is in simd.h) ------------------ */
 
-/* Bytes per SIMD register for the target the file is compiled for (-march=native). */
-#if defined(__AVX512F__)
-#define VECTOR_BYTES 64
-#elif defined(__AVX__)
-#define VECTOR_BYTES 32
-#else
-#define VECTOR_BYTES 16 /* SSE2, NEON */
-#endif
-
-typedef real vreal __attribute__((vector_size(VECTOR_BYTES)));
 enum {
-    VL = VECTOR_BYTES / (int)sizeof(real), /* lanes: 16 floats / 8 doubles with AVX-512 */
-    MR = 6,                                /* wide tile rows: 6 broadcasts of a per step */
-    NV = 2,                                /* wide tile width in vectors */
-    NR = NV * VL,                          /* wide tile columns: 32 floats with AVX-512 */
-    MR_NARROW = 12,                        /* narrow tile rows, for N <= VL */
-    NR_NARROW = VL,                        /* narrow tile columns: one vector */
-    KC = 512,                              /* k-block: products summed in registers */
-    MC = 96,                               /* rows per A block: MC x KC (192 KB) in L2 */
-    NC = 2048,                             /* columns per B panel: KC x NC (4 MB) in L3 */
+    MR = 6,         /* wide tile rows: 6 broadcasts of a per step */
+    NV = 2,         /* wide tile width in vectors */
+    NR = NV * VL,   /* wide tile columns: 32 floats with AVX-512 */
+    MR_NARROW = 12, /* narrow tile rows, for N <= VL */
+    NR_NARROW = VL, /* narrow tile columns: one vector */
+    KC = 512,       /* k-block: products summed in registers */
+    MC = 96,        /* rows per A block: MC x KC (192 KB) in L2 */
+    NC = 2048,      /* columns per B panel: KC x NC (4 MB) in L3 */
 };
 /* The block sizes were measured on the machine this was written on (AMD Zen 4: 32 KB L1 and
  * 1 MB L2 per core, 32 MB L3), and are not critical: KC = 256 to 512 and MC = 48 to 144 all

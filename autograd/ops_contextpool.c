@@ -36,6 +36,7 @@
 #include <string.h>
 
 #include "ops.h"
+#include "simd.h"
 #include "util.h"
 #include "vmath.h"
 
@@ -54,6 +55,32 @@ static int min_int(int a, int b) {
 }
 static int max_int(int a, int b) {
     return a > b ? a : b;
+}
+
+/* out[0 .. D) = sum over t < n of coef[t] rows[t stride + 0 .. D): every 1-D pass (y_i, M_i,
+ * G_j) is such a weighted sum of a band's rows. It is the plain loop
+ *     out[d] = 0;  for t: for d: out[d] += coef[t] * rows[t stride + d]
+ * with the same additions in the same order (t = 0, 1, ... for each d), so the same bits, but
+ * with CHUNK outputs held in vector registers across all n rows: the plain loop loads and
+ * stores out[d] once per row, two memory operations per multiply-add, which bound its speed. */
+enum { CHUNK_VECTORS = 4, CHUNK = CHUNK_VECTORS * VL }; /* 64 floats with AVX-512 */
+
+static void weighted_rows(int n, const real *coef, const real *rows, long stride, long D,
+                          real *out) {
+    long d0 = 0;
+    for (; d0 + CHUNK <= D; d0 += CHUNK) {
+        vreal sum[CHUNK_VECTORS] = {0};
+        for (int t = 0; t < n; t++) {
+            const real *row = rows + t * stride + d0;
+            for (int v = 0; v < CHUNK_VECTORS; v++) sum[v] += coef[t] * vreal_load(row + v * VL);
+        }
+        for (int v = 0; v < CHUNK_VECTORS; v++) vreal_store(out + d0 + v * VL, sum[v]);
+    }
+    for (; d0 < D; d0++) { /* the last D mod CHUNK outputs, one at a time */
+        real sum = 0;
+        for (int t = 0; t < n; t++) sum += coef[t] * rows[t * stride + d0];
+        out[d0] = sum;
+    }
 }
 
 /* --- Validation, shared by both ops ------------------------------------------------------- */
@@ -138,39 +165,38 @@ static int column_last(const Pool1d *p, int j) {
     return min_int(p->N - 1, j + p->radius);
 }
 
-/* g_row[j - i + radius] = exp(-(i - j)^2 / (2 s_i^2)) for j in band(i). The Gaussian depends on
- * |i - j| only, so each distance d = 0, 1, ... costs one exp, written to both j = i - d and
- * j = i + d: at most radius + 1 exp per row. The squared distance d^2 is an exact integer. */
+/* g_row[j - i + radius] = exp(-(i - j)^2 / (2 s_i^2)) for j in band(i): one pass over the
+ * band, which vectorises (vmath_expf). The Gaussian depends on |i - j| only, so a non-causal band
+ * computes each value twice; a loop computing each distance once and writing it to j = i - d and
+ * i + d stayed scalar, and took more time than the rest of the row. The squared distance d^2 is
+ * an exact integer. */
 static void gaussian_row(const Pool1d *p, int i, real s_i, real *g_row) {
     int first = band_first(p, i), last = band_last(p, i);
-    int farthest = max_int(i - first, last - i);
     double inverse_two_variance = 0.5 / ((double)s_i * s_i);
-    for (int d = 0; d <= farthest; d++) {
-        real g = real_exp((real)(-(double)d * d * inverse_two_variance));
-        if (i - d >= first) g_row[p->radius - d] = g;
-        if (i + d <= last) g_row[p->radius + d] = g;
+    real *g_first = g_row + first - i + p->radius;
+#pragma omp simd
+    for (int j = first; j <= last; j++) {
+        double d = j - i;
+        g_first[j - first] = real_exp((real)(-d * d * inverse_two_variance));
     }
 }
 
 /* Row (b, i) of the forward: y_i = r_i sum_j A_ij x_j, A_ij = g_ij w_j, r_i = 1 / (Z_i + eps).
- * The D-long inner loop is contiguous in x_j and y_i; Z_i sums in double. g_row receives the
- * row's Gaussian (K slots). */
+ * The rows x_j of the band are contiguous, so the sum is one weighted_rows; Z_i sums in double.
+ * g_row receives the row's Gaussian (K slots), A the band's A_ij (K slots of scratch). */
 static void pool1d_row(const Pool1d *p, const Tensor *x, const Tensor *w, const Tensor *s, real eps,
-                       real *g_row, real *y, long row) {
-    int i = (int)(row % p->N);
+                       real *g_row, real *A, real *y, long row) {
+    int i = (int)(row % p->N), first = band_first(p, i), n = band_last(p, i) - first + 1;
     long D = p->D, sequence = row - i; /* row index of token 0 of this sequence */
-    const real *x_seq = x->data + sequence * D, *w_seq = w->data + sequence;
+    const real *w_seq = w->data + sequence;
     real *y_i = y + row * D;
     gaussian_row(p, i, s->data[row], g_row);
-    for (long d = 0; d < D; d++) y_i[d] = 0;
     double Z = 0;
-    for (int j = band_first(p, i); j <= band_last(p, i); j++) {
-        real a = g_row[j - i + p->radius] * w_seq[j];
-        const real *x_j = x_seq + j * D;
-        Z += a;
-#pragma omp simd
-        for (long d = 0; d < D; d++) y_i[d] += a * x_j[d];
+    for (int t = 0; t < n; t++) { /* j = first + t */
+        A[t] = g_row[first + t - i + p->radius] * w_seq[first + t];
+        Z += A[t];
     }
+    weighted_rows(n, A, x->data + (sequence + first) * D, D, D, y_i);
     real r = (real)(1.0 / (Z + eps));
     for (long d = 0; d < D; d++) y_i[d] *= r;
     p->r[row] = r;
@@ -191,7 +217,7 @@ static void pool1d_row(const Pool1d *p, const Tensor *x, const Tensor *w, const 
  * enters every x_j - y_i; here it enters dy_i . y_i and M_i - m_i y_i the same way. */
 
 /* Row pass, row (b, i): ds_i (if wanted) and dy_i . y_i (for the column pass's dw).
- * M is one thread's D-long scratch. */
+ * M is one thread's D-long scratch, followed by K more for the band's coefficients. */
 static void pool1d_row_backward(const Pool1d *p, const Tensor *x, const Tensor *w, const Tensor *s,
                                 const Tensor *y, real *M, double *dy_dot_y, real *ds, long row) {
     int i = (int)(row % p->N);
@@ -202,17 +228,16 @@ static void pool1d_row_backward(const Pool1d *p, const Tensor *x, const Tensor *
     for (long d = 0; d < D; d++) e += (double)dy_i[d] * y_i[d];
     dy_dot_y[row] = e;
     if (!ds) return;
-    const real *x_seq = x->data + sequence * D, *w_seq = w->data + sequence;
-    const real *g_row = p->g + row * p->K;
-    for (long d = 0; d < D; d++) M[d] = 0;
+    const real *w_seq = w->data + sequence, *g_row = p->g + row * p->K;
+    real *coef = M + D; /* A_ij (i - j)^2 for j = first + t */
+    int first = band_first(p, i), n = band_last(p, i) - first + 1;
     double m = 0;
-    for (int j = band_first(p, i); j <= band_last(p, i); j++) {
-        real c = g_row[j - i + p->radius] * w_seq[j] * (real)((i - j) * (i - j));
-        const real *x_j = x_seq + j * D;
-        m += c;
-#pragma omp simd
-        for (long d = 0; d < D; d++) M[d] += c * x_j[d];
+    for (int t = 0; t < n; t++) {
+        int j = first + t;
+        coef[t] = g_row[j - i + p->radius] * w_seq[j] * (real)((i - j) * (i - j));
+        m += coef[t];
     }
+    weighted_rows(n, coef, x->data + (sequence + first) * D, D, D, M);
     double dot = 0; /* dy_i . (M_i - m_i y_i) */
 #pragma omp simd reduction(+ : dot)
     for (long d = 0; d < D; d++) dot += (double)dy_i[d] * (M[d] - m * y_i[d]);
@@ -221,22 +246,21 @@ static void pool1d_row_backward(const Pool1d *p, const Tensor *x, const Tensor *
 }
 
 /* Column pass, column (b, j): gathers over the rows i whose band holds j, so only this
- * iteration writes dx_j and dw_j. G is one thread's D-long scratch. */
+ * iteration writes dx_j and dw_j. G is one thread's D-long scratch, followed by K more for the
+ * coefficients r_i g_ij. */
 static void pool1d_column_backward(const Pool1d *p, const Tensor *x, const Tensor *w,
                                    const Tensor *y, const double *dy_dot_y, real *G, real *dx,
                                    real *dw, long column) {
-    int j = (int)(column % p->N);
+    int j = (int)(column % p->N), first = column_first(p, j), n = column_last(p, j) - first + 1;
     long D = p->D, sequence = column - j;
-    for (long d = 0; d < D; d++) G[d] = 0;
-    double h = 0; /* sum_i r_i g_ij (dy_i . y_i) */
-    for (int i = column_first(p, j); i <= column_last(p, j); i++) {
-        long row = sequence + i;
-        real c = p->r[row] * p->g[row * p->K + (j - i + p->radius)];
-        const real *dy_i = y->grad + row * D;
-        if (dw) h += c * dy_dot_y[row];
-#pragma omp simd
-        for (long d = 0; d < D; d++) G[d] += c * dy_i[d];
+    real *coef = G + D; /* r_i g_ij for i = first + t */
+    double h = 0;       /* sum_i r_i g_ij (dy_i . y_i) */
+    for (int t = 0; t < n; t++) {
+        long row = sequence + first + t;
+        coef[t] = p->r[row] * p->g[row * p->K + (j - first - t + p->radius)];
+        if (dw) h += coef[t] * dy_dot_y[row];
     }
+    weighted_rows(n, coef, y->grad + (sequence + first) * D, D, D, G);
     if (dx) {
         real w_j = w->data[column], *dx_j = dx + column * D;
         for (long d = 0; d < D; d++) dx_j[d] += w_j * G[d];
@@ -257,20 +281,21 @@ static void contextpool1d_backward(Tape *tape, TapeRecord *record) {
     real *dx = tape_grad(tape, x), *dw = tape_grad(tape, w), *ds = tape_grad(tape, s);
     long rows = (long)p->B * p->N;
     int parallel = rows * p->K * p->D >= PARALLEL_MIN_WORK;
-    /* dy_i . y_i per row, and a D-long scratch vector per thread (M in the row pass, G in the
-     * column pass). */
+    /* dy_i . y_i per row, and per thread a D-long vector (M in the row pass, G in the column
+     * pass) and K coefficients. */
     double *dy_dot_y = tape_save(tape, (size_t)rows * sizeof(double));
-    real *scratch = tape_save(tape, (size_t)omp_get_max_threads() * p->D * sizeof(real));
+    long per_thread = p->D + p->K;
+    real *scratch = tape_save(tape, (size_t)omp_get_max_threads() * per_thread * sizeof(real));
     if (dw || ds) {
 #pragma omp parallel for schedule(static) if (parallel)
         for (long row = 0; row < rows; row++)
-            pool1d_row_backward(p, x, w, s, y, scratch + (long)omp_get_thread_num() * p->D,
+            pool1d_row_backward(p, x, w, s, y, scratch + omp_get_thread_num() * per_thread,
                                 dy_dot_y, ds, row);
     }
     if (!dx && !dw) return;
 #pragma omp parallel for schedule(static) if (parallel)
     for (long column = 0; column < rows; column++)
-        pool1d_column_backward(p, x, w, y, dy_dot_y, scratch + (long)omp_get_thread_num() * p->D,
+        pool1d_column_backward(p, x, w, y, dy_dot_y, scratch + omp_get_thread_num() * per_thread,
                                dx, dw, column);
 }
 
@@ -296,15 +321,15 @@ Tensor *op_contextpool1d(Tape *tape, Tensor *x, Tensor *w, Tensor *s, int radius
     /* The band's g is kept for the backward only if there will be one; otherwise each thread
      * reuses one row of scratch. */
     int keep = will_record(tape, x, w, s);
-    real *scratch =
-        keep ? NULL : tape_save(tape, (size_t)omp_get_max_threads() * p.K * sizeof(real));
+    /* Per thread: K slots for the band's A_ij, and K more for its Gaussian when g is not kept. */
+    real *scratch = tape_save(tape, (size_t)omp_get_max_threads() * 2 * p.K * sizeof(real));
     p.g = keep ? tape_save(tape, (size_t)rows * p.K * sizeof(real)) : NULL;
     p.r = tape_save(tape, (size_t)rows * sizeof(real));
     Tensor *y = tape_tensor(tape, 3, x->shape);
 #pragma omp parallel for schedule(static) if (rows * p.K * p.D >= PARALLEL_MIN_WORK)
     for (long row = 0; row < rows; row++) {
-        real *g_row = keep ? p.g + row * p.K : scratch + omp_get_thread_num() * p.K;
-        pool1d_row(&p, x, w, s, eps, g_row, y->data, row);
+        real *own = scratch + omp_get_thread_num() * 2 * p.K;
+        pool1d_row(&p, x, w, s, eps, keep ? p.g + row * p.K : own + p.K, own, y->data, row);
     }
     Tensor *inputs[3] = {x, w, s};
     TapeRecord *record = tape_record(tape, "contextpool1d", contextpool1d_backward, y, 3, inputs);
