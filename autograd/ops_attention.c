@@ -116,22 +116,27 @@ static int items_in_parallel(const AttentionPlan *p) {
 }
 
 /* Row i of P from its scores, in place: row holds S_ij / c for j in [c0, c1) on entry (the
- * gemm's q_i . k_j). Entries outside seen(i) are set to 0 without being exp'd.
+ * gemm's q_i . k_j); on return P_ij, 0 outside seen(i).
+ * The entries outside seen(i) are first set to -inf, so that every pass runs over the whole
+ * block row [c0, c1): a multiple of the vector width for the causal blocks, where a pass over
+ * seen(i) alone ended in a scalar remainder of up to 15 exps per row, as long as its vector
+ * part. e^-inf is exactly 0 (vmath_expf clamps it to e^-104, which rounds to 0), so they come
+ * out 0 and add nothing to the sum.
  * The maximum is taken over the raw dot products, m = max q_i . k_j: c > 0 and rounding is
  * monotonic, so fl(c m) is the maximum of the rounded scores fl(c q_i . k_j), bit for bit, and
  * the max loop needs no multiply (a max reduction vectorises; scaling in place first made it a
- * scalar loop that took 40% of the softmax). */
+ * scalar loop). */
 static void softmax_row(const AttentionPlan *p, int i, int c0, int c1, real *row) {
     int lo = first_key(p, i), hi = last_key(p, i);
-    for (int j = c0; j < lo; j++) row[j] = 0;
-    for (int j = hi + 1; j < c1; j++) row[j] = 0;
+    for (int j = c0; j < lo; j++) row[j] = -INFINITY;
+    for (int j = hi + 1; j < c1; j++) row[j] = -INFINITY;
     real m = -INFINITY;
 #pragma omp simd reduction(max : m)
-    for (int j = lo; j <= hi; j++) m = row[j] > m ? row[j] : m;
+    for (int j = c0; j < c1; j++) m = row[j] > m ? row[j] : m;
     const real scale = p->scale, shift = scale * m; /* m_i = max_l S_il */
     double total = 0; /* in double, a vector of partial sums (a fixed order for a given build) */
 #pragma omp simd reduction(+ : total)
-    for (int j = lo; j <= hi; j++) {
+    for (int j = c0; j < c1; j++) {
         real score = scale * row[j]; /* S_ij, rounded as the max was */
         real e = real_exp(score - shift);
         row[j] = e;
@@ -139,7 +144,7 @@ static void softmax_row(const AttentionPlan *p, int i, int c0, int c1, real *row
     }
     real inverse = (real)(1.0 / total);
 #pragma omp simd
-    for (int j = lo; j <= hi; j++) row[j] *= inverse;
+    for (int j = c0; j < c1; j++) row[j] *= inverse;
 }
 
 /* One item: P (N, N) and o (N, dh) from q, k, v (N, dh); rows are ld_q (q), ld_kv (k, v) and
