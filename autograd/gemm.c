@@ -443,11 +443,16 @@ typedef struct Gemm {
     real *C;
     long ldc;
     int accumulate;
-    int m_tiles;       /* ceil(M / mr): tile rows of C */
-    int m_blocks;      /* A blocks: the tile rows shared out evenly (see a_block_rows) */
-    int mc;            /* rows of the largest A block (<= MC, a multiple of mr) */
-    int n_chunks;      /* each B panel is split into this many column chunks of whole nr */
-    real *b_panel;     /* KC x NC, shared */
+    int m_tiles;   /* ceil(M / mr): tile rows of C */
+    int m_blocks;  /* A blocks: the tile rows shared out evenly (see a_block_rows) */
+    int mc;        /* rows of the largest A block (<= MC, a multiple of mr) */
+    int n_chunks;  /* each B panel is split into this many column chunks of whole nr */
+    real *b_panel; /* KC x NC, shared */
+    /* A B packed beforehand (gemm_packed): micro-panel q of columns j0 + q nr starts at
+     * b_packed + q b_packed_stride, and its row k0 + p at p nr within it; NULL: pack per call. */
+    const real *b_packed;
+    long b_packed_stride;
+    int b_packed_k0;
     real *a_blocks;    /* one MC x KC block per thread */
     long a_block_size; /* reals per thread's A block */
 } Gemm;
@@ -500,9 +505,11 @@ static void a_block_rows(const Gemm *g, int m_block, int *ic, int *mc) {
 }
 
 /* One work item of one k-block: A block `m_block` times column chunk `chunk` of the B panel
- * (columns jc .. jc + nc of C). Prepares the A block unless this thread did so last time. */
-static void multiply_block(const Gemm *g, real *a_block, int m_block, int chunk, int jc, int nc,
-                           int pc, int kc, int *prepared_m_block) {
+ * (columns jc .. jc + nc of C), whose micro-panels are b_stride reals apart. Prepares the A
+ * block unless this thread did so last time. */
+static void multiply_block(const Gemm *g, real *a_block, const real *b_panel, long b_stride,
+                           int m_block, int chunk, int jc, int nc, int pc, int kc,
+                           int *prepared_m_block) {
     int ic, mc;
     a_block_rows(g, m_block, &ic, &mc);
     if (*prepared_m_block != m_block) {
@@ -514,7 +521,7 @@ static void multiply_block(const Gemm *g, real *a_block, int m_block, int chunk,
     int j_begin = chunk * chunk_width, j_end = min_int(nc, j_begin + chunk_width);
     int overwrite = pc == 0 && !g->accumulate;
     for (int jr = j_begin; jr < j_end; jr += nr) {
-        const real *b_micro = g->b_panel + (long)jr * kc;
+        const real *b_micro = b_panel + jr / nr * b_stride;
         int cols = min_int(nr, nc - jr);
         for (int ir = 0; ir < mc; ir += mr) {
             real *c = g->C + (ic + ir) * g->ldc + jc + jr;
@@ -553,23 +560,30 @@ static void team_barrier(int threads) {
 static void gemm_blocked(const Gemm *g, int tid, int threads) {
     real *a_block = g->a_blocks + tid * g->a_block_size;
     int prepared_m_block = -1;
+    const int nr = g->nr;
     for (int jc = 0; jc < g->N; jc += NC) {
         int nc = min_int(NC, g->N - jc);
         for (int pc = 0; pc < g->K; pc += KC) {
             int kc = min_int(KC, g->K - pc);
-            const int nr = g->nr;
-            int b_micro_panels = (nc + nr - 1) / nr;
-            for (int q = tid; q < b_micro_panels; q += threads)
-                pack_b(g->narrow, g->b, jc + q * nr, min_int(nr, nc - q * nr), pc, kc,
-                       g->b_panel + (long)q * nr * kc);
-            team_barrier(threads); /* the panel is complete */
+            const real *b_panel = g->b_panel;
+            long b_stride = (long)nr * kc;
+            if (g->b_packed) { /* packed beforehand: point into it */
+                b_stride = g->b_packed_stride;
+                b_panel = g->b_packed + jc / nr * b_stride + (long)(g->b_packed_k0 + pc) * nr;
+            } else {
+                int b_micro_panels = (nc + nr - 1) / nr;
+                for (int q = tid; q < b_micro_panels; q += threads)
+                    pack_b(g->narrow, g->b, jc + q * nr, min_int(nr, nc - q * nr), pc, kc,
+                           g->b_panel + (long)q * nr * kc);
+                team_barrier(threads); /* the panel is complete */
+            }
             prepared_m_block = -1; /* a new k-block: every A block must be prepared again */
             int items = g->m_blocks * g->n_chunks;
             int first = (int)((long)items * tid / threads);
             int end = (int)((long)items * (tid + 1) / threads);
             for (int item = first; item < end; item++)
-                multiply_block(g, a_block, item / g->n_chunks, item % g->n_chunks, jc, nc, pc, kc,
-                               &prepared_m_block);
+                multiply_block(g, a_block, b_panel, b_stride, item / g->n_chunks,
+                               item % g->n_chunks, jc, nc, pc, kc, &prepared_m_block);
             team_barrier(threads); /* nobody still reads the panel when the next one is packed */
         }
     }
@@ -591,54 +605,98 @@ static void plan(Gemm *g, int threads) {
     g->n_chunks = min_int(g->n_chunks, n_micro_panels);
 }
 
-void gemm(int trans_a, int trans_b, int M, int N, int K, const real *A, int lda, const real *B,
-          int ldb, real *C, int ldc, int accumulate) {
-    if (M <= 0 || N <= 0) return;
-    if (K <= 0) { /* an empty sum: C = 0, or C unchanged */
-        if (!accumulate)
-            for (int i = 0; i < M; i++) memset(C + (long)i * ldc, 0, (size_t)N * sizeof(real));
-        return;
-    }
+/* C = 0 (or unchanged when accumulating) for an empty sum, K = 0; 1 when that was the case. */
+static int empty_sum(int M, int N, int K, real *C, int ldc, int accumulate) {
+    if (K > 0) return 0;
+    if (!accumulate)
+        for (int i = 0; i < M; i++) memset(C + (long)i * ldc, 0, (size_t)N * sizeof(real));
+    return 1;
+}
+
+/* A product of M rows of op(A), with the given tile. */
+static Gemm gemm_setup(int trans_a, int M, int N, int K, const real *A, int lda, int narrow,
+                       real *C, int ldc, int accumulate) {
     Gemm g = {.M = M, .N = N, .K = K, .C = C, .ldc = ldc, .accumulate = accumulate};
-    /* op(A)(i, k) = A[i][k] or, transposed, A[k][i]; op(B) read as (j, k) = B[k][j] or B[j][k]. */
+    /* op(A)(i, k) = A[i][k] or, transposed, A[k][i]. */
     g.a = trans_a ? (Strided){A, 1, lda} : (Strided){A, lda, 1};
-    g.b = trans_b ? (Strided){B, ldb, 1} : (Strided){B, 1, ldb};
     /* A row-major A is read in place: each of the MR rows the kernel reads is contiguous along
      * k, so the kernel streams MR rows instead of one packed panel, and the packing (a
      * transpose, the costly kind) is saved. A transposed A is packed: its rows at one k are
      * contiguous, but reading them in place would jump lda elements per k, which for the
      * power-of-two lda of the models maps every line to the same few cache sets. */
     g.a_in_place = !trans_a;
-    /* A product at most one vector wide takes the narrow tile: with the wide one, half of
-     * every tile would be zero padding. */
-    g.narrow = N <= NR_NARROW;
-    g.mr = g.narrow ? MR_NARROW : MR;
-    g.nr = g.narrow ? NR_NARROW : NR;
+    g.narrow = narrow;
+    g.mr = narrow ? MR_NARROW : MR;
+    g.nr = narrow ? NR_NARROW : NR;
+    return g;
+}
 
+/* Plans g for the threads it is worth, takes the packing buffers and runs the five loops. */
+static void gemm_run(Gemm *g) {
     int threads = 1;
 #ifdef _OPENMP
-    if (2.0 * M * N * K >= PARALLEL_MIN_FLOPS && !omp_in_parallel())
+    if (2.0 * g->M * g->N * g->K >= PARALLEL_MIN_FLOPS && !omp_in_parallel())
         threads = omp_get_max_threads();
 #endif
-    plan(&g, threads);
+    plan(g, threads);
 
-    /* The calling thread's buffer holds one B panel and one A block per thread, each rounded
-     * to whole cache lines so every block starts 64-byte aligned. */
+    /* The calling thread's buffer holds one B panel (unless B came packed) and one A block per
+     * thread, each rounded to whole cache lines so every block starts 64-byte aligned. */
     const int line = 64 / (int)sizeof(real); /* reals per cache line */
-    int kc_max = min_int(KC, K);
-    long b_size = round_up(round_up(min_int(N, NC), g.nr) * kc_max, line); /* <= NC x KC */
-    g.a_block_size = round_up(g.mc * kc_max, line);                        /* <= MC x KC */
-    g.b_panel = workspace((size_t)(b_size + threads * g.a_block_size));
-    g.a_blocks = g.b_panel + b_size;
+    int kc_max = min_int(KC, g->K);
+    long b_size = g->b_packed ? 0 : round_up(round_up(min_int(g->N, NC), g->nr) * kc_max, line);
+    g->a_block_size = round_up(g->mc * kc_max, line); /* <= MC x KC */
+    g->b_panel = workspace((size_t)(b_size + threads * g->a_block_size));
+    g->a_blocks = g->b_panel + b_size;
 
     if (threads == 1) {
-        gemm_blocked(&g, 0, 1);
+        gemm_blocked(g, 0, 1);
         return;
     }
     /* The team may be smaller than asked for (a thread limit): the work is split among the
      * threads that came, each using the A block of its number. */
 #pragma omp parallel num_threads(threads)
-    gemm_blocked(&g, thread_id(), team_size());
+    gemm_blocked(g, thread_id(), team_size());
+}
+
+void gemm(int trans_a, int trans_b, int M, int N, int K, const real *A, int lda, const real *B,
+          int ldb, real *C, int ldc, int accumulate) {
+    if (M <= 0 || N <= 0 || empty_sum(M, N, K, C, ldc, accumulate)) return;
+    /* A product at most one vector wide takes the narrow tile: with the wide one, half of
+     * every tile would be zero padding. */
+    Gemm g = gemm_setup(trans_a, M, N, K, A, lda, N <= NR_NARROW, C, ldc, accumulate);
+    /* op(B) read as (j, k) = B[k][j] or, transposed, B[j][k]. */
+    g.b = trans_b ? (Strided){B, ldb, 1} : (Strided){B, 1, ldb};
+    gemm_run(&g);
+}
+
+/* --- A B packed once for several products ------------------------------------------------ */
+
+long gemm_packed_b_size(int N, int K) {
+    int nr = N <= NR_NARROW ? NR_NARROW : NR;
+    return (long)round_up(N, nr) * K;
+}
+
+GemmPackedB gemm_pack_b(int trans_b, int N, int K, const real *B, int ldb, real *buffer) {
+    int narrow = N <= NR_NARROW;
+    Strided b = trans_b ? (Strided){B, ldb, 1} : (Strided){B, 1, ldb};
+    /* The whole of op(B) as micro-panels of nr columns, each K deep: panel q at q nr K. */
+    pack_b(narrow, b, 0, N, 0, K, buffer);
+    return (GemmPackedB){.data = buffer, .N = N, .K = K, .nr = narrow ? NR_NARROW : NR};
+}
+
+void gemm_packed(int trans_a, int M, int N, int K, const real *A, int lda, const GemmPackedB *B,
+                 int j0, int k0, real *C, int ldc, int accumulate) {
+    if (j0 % B->nr != 0 || j0 < 0 || k0 < 0 || j0 + N > B->N || k0 + K > B->K)
+        cpool_fail("gemm_packed: columns [%d, %d) and rows [%d, %d) are not a part of the "
+                   "packed (%d x %d) B starting at a multiple of %d columns",
+                   j0, j0 + N, k0, k0 + K, B->K, B->N, B->nr);
+    if (M <= 0 || N <= 0 || empty_sum(M, N, K, C, ldc, accumulate)) return;
+    Gemm g = gemm_setup(trans_a, M, N, K, A, lda, B->nr == NR_NARROW, C, ldc, accumulate);
+    g.b_packed_stride = (long)B->nr * B->K;
+    g.b_packed = B->data + j0 / B->nr * g.b_packed_stride;
+    g.b_packed_k0 = k0;
+    gemm_run(&g);
 }
 
 /* --- The reference -------------------------------------------------------------------------- */

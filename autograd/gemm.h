@@ -15,6 +15,28 @@
 void gemm(int trans_a, int trans_b, int M, int N, int K, const real *A, int lda, const real *B,
           int ldb, real *C, int ldc, int accumulate);
 
+/* A B shared by several products - attention's keys, used by every row block of a causal layer
+ * - can be packed once instead of once per product:
+ *
+ *     real *buffer = ...;                                 // gemm_packed_b_size(N, K) reals
+ *     GemmPackedB b = gemm_pack_b(trans_b, N, K, B, ldb, buffer);
+ *     gemm_packed(trans_a, M, n, k, A, lda, &b, j0, k0, C, ldc, accumulate);
+ *
+ * gemm_packed computes C (M x n) (+)= op(A) (M x k) times rows [k0, k0 + k) and columns
+ * [j0, j0 + n) of op(B) (K x N): what gemm() computes on that part of B, bit for bit. j0 must be
+ * a multiple of b.nr, the packed tile's width (32 floats with AVX-512; 16 when N <= 16); a part
+ * outside B, or j0 not such a multiple, fails (cpool_fail). The buffer must outlive b. */
+typedef struct GemmPackedB {
+    const real *data;
+    int N, K; /* op(B) is K x N */
+    int nr;   /* columns per micro-panel: j0 of gemm_packed must be a multiple of it */
+} GemmPackedB;
+
+long gemm_packed_b_size(int N, int K); /* reals */
+GemmPackedB gemm_pack_b(int trans_b, int N, int K, const real *B, int ldb, real *buffer);
+void gemm_packed(int trans_a, int M, int N, int K, const real *A, int lda, const GemmPackedB *B,
+                 int j0, int k0, real *C, int ldc, int accumulate);
+
 /* gemm keeps its packing buffers (one per calling thread, up to ~5 MB) for the thread's lifetime;
  * they are freed when the thread exits, the main thread's at exit. This frees the calling
  * thread's now (the next gemm call on it allocates again). */

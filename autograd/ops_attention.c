@@ -147,12 +147,58 @@ static void softmax_row(const AttentionPlan *p, int i, int c0, int c1, real *row
     for (int j = c0; j < c1; j++) row[j] *= inverse;
 }
 
+/* --- The keys' side of the products, packed once per item ---------------------------------
+ * Every row block multiplies by a part of the same k (or v): k^T's columns [c0, c1) in
+ * S = q k^T, v's rows [c0, c1) in o = P v. gemm would pack that part again for each block - the
+ * causal blocks [0, 64), [0, 128), ... pack 2.5 times the item at N = 256 - so an item with
+ * several blocks packs k^T and v once (gemm_pack_b) and each block multiplies by its part
+ * (gemm_packed), the same bits. A packed part must start on a panel boundary; with no window
+ * every block starts at c0 = 0. With a window, or one block, the products pack per call. */
+typedef struct KeyOperand {
+    int packed;      /* 1: `data` below is packed, else k or v itself */
+    GemmPackedB b;   /* when packed */
+    const real *raw; /* when not: op(B) = raw, or raw^T with trans */
+    int ld, trans;
+} KeyOperand;
+
+/* op(B) = B (K x N) or B^T, stored with rows ld apart; packed into `buffer` (gemm_packed_b_size
+ * reals) when pack. */
+static KeyOperand key_operand(int pack, int trans, int N, int K, const real *B, int ld,
+                              real *buffer) {
+    KeyOperand key = {.packed = pack, .raw = B, .ld = ld, .trans = trans};
+    if (pack) key.b = gemm_pack_b(trans, N, K, B, ld, buffer);
+    return key;
+}
+
+/* C (M x n) (+)= op(A) times rows [k0, k0 + k) and columns [j0, j0 + n) of the key operand. */
+static void times_key(int trans_a, int M, int n, int k, const real *A, int lda,
+                      const KeyOperand *key, int j0, int k0, real *C, int ldc, int accumulate) {
+    if (key->packed) {
+        gemm_packed(trans_a, M, n, k, A, lda, &key->b, j0, k0, C, ldc, accumulate);
+        return;
+    }
+    const real *part =
+        key->trans ? key->raw + (long)j0 * key->ld + k0 : key->raw + (long)k0 * key->ld + j0;
+    gemm(trans_a, key->trans, M, n, k, A, lda, part, key->ld, C, ldc, accumulate);
+}
+
+/* Whether an item's keys are packed once (see above). */
+static int pack_keys(const AttentionPlan *p) {
+    return p->window == 0 && p->N > ROW_BLOCK;
+}
+/* Reals of packing buffer per thread: two operands, (N keys x dh) and (dh x N keys). */
+static long key_buffer_size(const AttentionPlan *p) {
+    return gemm_packed_b_size(p->N, p->dh) + gemm_packed_b_size(p->dh, p->N);
+}
+
 /* One item: P (N, N) and o (N, dh) from q, k, v (N, dh); rows are ld_q (q), ld_kv (k, v) and
- * ld_out (o) apart. */
+ * ld_out (o) apart. buffer: key_buffer_size reals. */
 static void forward_item(const AttentionPlan *p, const real *q, const real *k, const real *v,
-                         real *P, real *o) {
+                         real *P, real *o, real *buffer) {
     int N = p->N, dh = p->dh, ld_q = p->q_in.row_stride, ld_kv = p->kv_in.row_stride;
-    int ld_out = p->out.row_stride;
+    int ld_out = p->out.row_stride, pack = pack_keys(p);
+    KeyOperand k_T = key_operand(pack, 1, N, dh, k, ld_kv, buffer); /* (dh, N) */
+    KeyOperand v_op = key_operand(pack, 0, dh, N, v, ld_kv, buffer + gemm_packed_b_size(N, dh));
     for (int r0 = 0; r0 < N; r0 += ROW_BLOCK) {
         int r1 = block_end(p, r0), c0 = first_key(p, r0), c1 = last_key(p, r1 - 1) + 1;
         real *P_block = P + (long)r0 * N;
@@ -163,24 +209,30 @@ static void forward_item(const AttentionPlan *p, const real *q, const real *k, c
             memset(P_block + (long)(i - r0) * N + c1, 0, (size_t)(N - c1) * sizeof(real));
         }
         /* P[r0:r1, c0:c1] = q[r0:r1] k[c0:c1]^T, then each row's softmax */
-        gemm(0, 1, r1 - r0, c1 - c0, dh, q + (long)r0 * ld_q, ld_q, k + (long)c0 * ld_kv, ld_kv,
-             P_block + c0, N, 0);
+        times_key(0, r1 - r0, c1 - c0, dh, q + (long)r0 * ld_q, ld_q, &k_T, c0, 0, P_block + c0, N,
+                  0);
         for (int i = r0; i < r1; i++) softmax_row(p, i, c0, c1, P + (long)i * N);
         /* o[r0:r1] = P[r0:r1, c0:c1] v[c0:c1] */
-        gemm(0, 0, r1 - r0, dh, c1 - c0, P_block + c0, N, v + (long)c0 * ld_kv, ld_kv,
-             o + (long)r0 * ld_out, ld_out, 0);
+        times_key(0, r1 - r0, dh, c1 - c0, P_block + c0, N, &v_op, 0, c0, o + (long)r0 * ld_out,
+                  ld_out, 0);
     }
 }
 
 /* Item n of whole tensors: q laid out as p->q_in, k and v as p->kv_in (each its own base), o as
  * p->out. */
 static void forward_one(const AttentionPlan *p, const real *q, const real *k, const real *v,
-                        real *P, real *o, long n) {
+                        real *P, real *o, real *buffers, long n) {
     long at_q = item_offset(p, &p->q_in, n), at_kv = item_offset(p, &p->kv_in, n), N = p->N;
-    forward_item(p, q + at_q, k + at_kv, v + at_kv, P + n * N * N, o + item_offset(p, &p->out, n));
+    int thread = 0;
+#ifdef _OPENMP
+    thread = omp_get_thread_num();
+#endif
+    forward_item(p, q + at_q, k + at_kv, v + at_kv, P + n * N * N, o + item_offset(p, &p->out, n),
+                 buffers + thread * key_buffer_size(p));
 }
 
-/* The gradients of one item; dq, dk, dv may be NULL. scratch holds ROW_BLOCK x N reals. */
+/* The gradients of one item; dq, dk, dv may be NULL. scratch holds ROW_BLOCK x N reals, then
+ * key_buffer_size more. */
 typedef struct ItemGrads {
     real *dq, *dk, *dv;
     /* 1: the buffer is fresh (tape_grad_write) and this op is its first contributor: store, do
@@ -211,7 +263,10 @@ static void softmax_backward_rows(const AttentionPlan *p, const real *P, int r0,
 static void backward_item(const AttentionPlan *p, const real *q, const real *k, const real *v,
                           const real *P, const real *dO, ItemGrads g, real *scratch) {
     int N = p->N, dh = p->dh, ld_q = p->q_in.row_stride, ld_kv = p->kv_in.row_stride;
-    int ld_out = p->out.row_stride;
+    int ld_out = p->out.row_stride, pack = pack_keys(p) && (g.dq || g.dk);
+    real *buffer = scratch + (long)(ROW_BLOCK < N ? ROW_BLOCK : N) * N;
+    KeyOperand v_T = key_operand(pack, 1, N, dh, v, ld_kv, buffer); /* (dh, N) */
+    KeyOperand k_op = key_operand(pack, 0, dh, N, k, ld_kv, buffer + gemm_packed_b_size(N, dh));
     int add_q = !g.overwrite_q, add_kv = !g.overwrite_kv; /* gemm's accumulate */
     for (int r0 = (N - 1) / ROW_BLOCK * ROW_BLOCK; r0 >= 0; r0 -= ROW_BLOCK, add_kv = 1) {
         int r1 = block_end(p, r0), c0 = first_key(p, r0), c1 = last_key(p, r1 - 1) + 1;
@@ -223,13 +278,12 @@ static void backward_item(const AttentionPlan *p, const real *q, const real *k, 
                  ld_kv, add_kv);
         if (!g.dq && !g.dk) continue;
         /* dP (rows, width) = dO[r0:r1] v[c0:c1]^T, then dS c in place */
-        gemm(0, 1, rows, width, dh, dO_block, ld_out, v + (long)c0 * ld_kv, ld_kv, scratch, width,
-             0);
+        times_key(0, rows, width, dh, dO_block, ld_out, &v_T, c0, 0, scratch, width, 0);
         softmax_backward_rows(p, P, r0, r1, c0, c1, scratch);
         /* dq[r0:r1] += (c dS) k[c0:c1];  dk[c0:c1] += (c dS)^T q[r0:r1] */
         if (g.dq)
-            gemm(0, 0, rows, dh, width, scratch, width, k + (long)c0 * ld_kv, ld_kv,
-                 g.dq + (long)r0 * ld_q, ld_q, add_q);
+            times_key(0, rows, dh, width, scratch, width, &k_op, 0, c0, g.dq + (long)r0 * ld_q,
+                      ld_q, add_q);
         if (g.dk)
             gemm(1, 0, width, dh, rows, scratch, width, q + (long)r0 * ld_q, ld_q,
                  g.dk + (long)c0 * ld_kv, ld_kv, add_kv);
@@ -295,8 +349,11 @@ static void backward_items(Tape *tape, const AttentionPlan *p, const real *q, co
     if (parallel) threads = omp_get_max_threads();
 #endif
     /* dP's block, one per thread (the arena is not thread-safe: taken here, before the loop). */
-    Tensor *scratch = tape_tensor(tape, 3, (int[]){threads, ROW_BLOCK < N ? ROW_BLOCK : N, N});
-    BackwardJob job = {p, q, k, v, P, dO, grads, scratch->data, scratch->size / threads};
+    /* dP's block and the packed keys, per thread (the arena is not thread-safe: taken here,
+     * before the loop). */
+    long per_thread = (long)(ROW_BLOCK < N ? ROW_BLOCK : N) * N + key_buffer_size(p);
+    real *scratch = arena_alloc(&tape->arena, (size_t)(threads * per_thread) * sizeof(real));
+    BackwardJob job = {p, q, k, v, P, dO, grads, scratch, per_thread};
     /* The parallel region is opened only when used: gemm inside an inactive one would be a
      * nested region, for which libgomp creates new threads on every call (ops_matmul.c). */
     if (parallel) {
@@ -308,13 +365,19 @@ static void backward_items(Tape *tape, const AttentionPlan *p, const real *q, co
 }
 
 /* Every item's P and o (the forward's loop over items, the same split as backward's). */
-static void forward_items(const AttentionPlan *p, const real *q, const real *k, const real *v,
-                          real *P, real *o) {
-    if (items_in_parallel(p)) {
+static void forward_items(Tape *tape, const AttentionPlan *p, const real *q, const real *k,
+                          const real *v, real *P, real *o) {
+    int parallel = items_in_parallel(p), threads = 1;
+#ifdef _OPENMP
+    if (parallel) threads = omp_get_max_threads();
+#endif
+    real *buffers =
+        arena_alloc(&tape->arena, (size_t)(threads * key_buffer_size(p)) * sizeof(real));
+    if (parallel) {
 #pragma omp parallel for schedule(static)
-        for (long n = 0; n < p->items; n++) forward_one(p, q, k, v, P, o, n);
+        for (long n = 0; n < p->items; n++) forward_one(p, q, k, v, P, o, buffers, n);
     } else {
-        for (long n = 0; n < p->items; n++) forward_one(p, q, k, v, P, o, n);
+        for (long n = 0; n < p->items; n++) forward_one(p, q, k, v, P, o, buffers, n);
     }
 }
 
@@ -372,7 +435,7 @@ Tensor *op_attention(Tape *tape, Tensor *q, Tensor *k, Tensor *v, int causal, in
     p.whole_P = probs != NULL;
     Tensor *P = tape_tensor(tape, 4, (int[]){q->shape[0], q->shape[1], p.N, p.N});
     Tensor *o = tape_tensor(tape, 4, q->shape);
-    forward_items(&p, q->data, k->data, v->data, P->data, o->data);
+    forward_items(tape, &p, q->data, k->data, v->data, P->data, o->data);
     if (probs) *probs = P;
 
     Tensor *inputs[3] = {q, k, v};
@@ -437,7 +500,8 @@ static Tensor *attend_side_by_side(Tape *tape, Tensor *q, Tensor *kv, long k_col
     p.whole_P = probs != NULL;
     Tensor *P = tape_tensor(tape, 4, (int[]){q->shape[0], how->heads, p.N, p.N});
     Tensor *o = tape_tensor(tape, 3, (int[]){q->shape[0], p.N, dim});
-    forward_items(&p, q->data, kv->data + k_column, kv->data + k_column + dim, P->data, o->data);
+    forward_items(tape, &p, q->data, kv->data + k_column, kv->data + k_column + dim, P->data,
+                  o->data);
     if (probs) *probs = P;
 
     Tensor *inputs[2] = {q, kv};

@@ -212,6 +212,69 @@ static void gemm_gives_the_same_bits_whichever_way_b_is_stored(void **state) {
             }
 }
 
+/* gemm_packed on a part of a B packed once gives what gemm gives on that part, bit for bit: the
+ * same packed values, kernels and order of sums. Parts: columns from 0 and from one and two panel
+ * widths in (j0 a multiple of b.nr), rows from 0 and from inside (k0 = 0, 5, 300), narrow and
+ * wide packings (B's N = 16 and 8 pack narrow in float32), ragged last panels, K past one k-block
+ * (KC = 512), A transposed or not, overwrite and accumulate. B's padding is NaN: never read. */
+static void gemm_packed_matches_gemm_on_each_part(void **state) {
+    (void)state;
+    Rng rng;
+    rng_seed(&rng, 12);
+    const int b_shapes[][2] = {{8, 40}, {16, 300}, {100, 37}, {70, 700}, {256, 32}}; /* N, K */
+    for (int s = 0; s < 5; s++)
+        for (int trans_b = 0; trans_b < 2; trans_b++) {
+            int BN = b_shapes[s][0], BK = b_shapes[s][1];
+            int ldb = (trans_b ? BK : BN) + 3;
+            real *B = padded_matrix(&rng, trans_b ? BN : BK, trans_b ? BK : BN, ldb, (real)NAN);
+            real *buffer = malloc((size_t)gemm_packed_b_size(BN, BK) * sizeof(real));
+            GemmPackedB packed = gemm_pack_b(trans_b, BN, BK, B, ldb, buffer);
+            assert_int_equal(packed.N, BN), assert_int_equal(packed.K, BK);
+            for (int part = 0; part < 3; part++)
+                for (int k_part = 0; k_part < 3; k_part++) {
+                    int j0 = part * packed.nr, k0 = (int[]){0, 5, 300}[k_part];
+                    if (j0 >= BN || k0 >= BK) continue;
+                    int N = BN - j0 - (part == 1), K = BK - k0 - (k_part == 1);
+                    if (N < 1 || K < 1) continue;
+                    for (int mode = 0; mode < 4; mode++) { /* trans_a, accumulate */
+                        int trans_a = mode & 1, accumulate = mode >> 1, M = 37,
+                            lda = (trans_a ? M : K) + 2;
+                        real *A =
+                            padded_matrix(&rng, trans_a ? K : M, trans_a ? M : K, lda, (real)NAN);
+                        real *C = padded_matrix(&rng, M, N, N + 1, SENTINEL);
+                        real *C_gemm = malloc((size_t)M * (N + 1) * sizeof(real));
+                        memcpy(C_gemm, C, (size_t)M * (N + 1) * sizeof(real));
+                        const real *B_part =
+                            trans_b ? B + (long)j0 * ldb + k0 : B + (long)k0 * ldb + j0;
+                        gemm(trans_a, trans_b, M, N, K, A, lda, B_part, ldb, C_gemm, N + 1,
+                             accumulate);
+                        gemm_packed(trans_a, M, N, K, A, lda, &packed, j0, k0, C, N + 1,
+                                    accumulate);
+                        assert_memory_equal(C, C_gemm, (size_t)M * (N + 1) * sizeof(real));
+                        free(A), free(C), free(C_gemm);
+                    }
+                }
+            free(B), free(buffer);
+        }
+}
+
+/* A part outside the packed B, or starting between panels, fails with one line. */
+static void gemm_packed_refuses_a_part_it_does_not_hold(void **state) {
+    (void)state;
+    real B[16 * 40] = {0}, C[64] = {0}, A[64] = {0};
+    real *buffer = malloc((size_t)gemm_packed_b_size(40, 16) * sizeof(real));
+    GemmPackedB packed = gemm_pack_b(0, 40, 16, B, 40, buffer);
+    const int bad[][4] = {
+        {1, 4, 0, 4}, {0, 41, 0, 4}, {0, 4, 13, 4}, {-packed.nr, 4, 0, 4}}; /* j0 N k0 K */
+    for (int c = 0; c < 4; c++) {
+        EXPECT_FAIL(
+            gemm_packed(0, 2, bad[c][1], bad[c][3], A, 4, &packed, bad[c][0], bad[c][2], C, 64, 0),
+            "gemm_packed: columns");
+        assert_null(strchr(cpool_last_error(), '\n'));
+    }
+    free(buffer);
+}
+
 static void gemm_with_an_empty_dimension(void **state) {
     (void)state;
     Rng rng;
@@ -640,6 +703,8 @@ int main(void) {
         cmocka_unit_test(gemm_accumulates_into_c_with_padded_leading_dimensions),
         cmocka_unit_test(gemm_narrow_products_match_reference),
         cmocka_unit_test(gemm_gives_the_same_bits_whichever_way_b_is_stored),
+        cmocka_unit_test(gemm_packed_matches_gemm_on_each_part),
+        cmocka_unit_test(gemm_packed_refuses_a_part_it_does_not_hold),
         cmocka_unit_test(gemm_with_an_empty_dimension),
         cmocka_unit_test(gemm_result_does_not_depend_on_the_thread_count),
         cmocka_unit_test(gemm_is_right_as_its_workspace_grows_and_is_freed),
