@@ -2,6 +2,12 @@
  * sizes, causality, a direct-loop reference, and every bad-input path. */
 #include "test_util.h"
 
+#include <float.h>
+#include <stdlib.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "ops.h"
 #include "rng.h"
 
@@ -281,6 +287,219 @@ static void conv_backward_accumulates_and_no_grad_records_nothing(void **state) 
     tensor_free(w);
 }
 
+/* ---- the batched path (one group, >= 8 output channels, C KH KW >= 64) ----
+ * These shapes take ops_conv.c's batched channels-last path (its header says when), which the
+ * small shapes above do not reach. Each case is checked against the definition in double:
+ * y, and for L = sum(y * seed) the gradients dx, dw, dbias. */
+
+typedef struct ConvCase {
+    int conv1d;                 /* 1: op_conv1d on x (B, C, W), w (O, C, KW) */
+    int x_shape[4], w_shape[4]; /* conv2d shapes; a conv1d's are (B, C, 1, W), (O, C, 1, KW) */
+    int stride, pad_top, pad_left, pad_right; /* conv2d: pad_top = pad_left = pad_right */
+} ConvCase;
+
+static Tensor *run_case(Tape *tape, const ConvCase *k, Tensor *x, Tensor *w, Tensor *bias) {
+    if (k->conv1d) return op_conv1d(tape, x, w, bias, k->stride, k->pad_left, k->pad_right, 1);
+    return op_conv2d(tape, x, w, bias, k->stride, k->pad_left, 1);
+}
+
+/* The case's tensors: x and w of rank 3 (conv1d) or 4, uniform in [-1, 1], all needing grad. */
+static Tensor *case_tensor(Rng *rng, const ConvCase *k, const int *shape4) {
+    int shape[4] = {shape4[0], shape4[1], shape4[2], shape4[3]};
+    if (k->conv1d) shape[2] = shape4[3];
+    return random_tensor(rng, k->conv1d ? 3 : 4, shape, 1);
+}
+
+/* |got - expected| <= bound for each element, with a message naming the case and element. */
+static void assert_within(const char *what, int case_index, const double *expected,
+                          const double *bound, const real *got, long n) {
+    for (long i = 0; i < n; i++)
+        if (!(fabs((double)got[i] - expected[i]) <= bound[i]))
+            fail_msg("batched case %d: %s[%ld]: expected %.17g, got %.17g (bound %.3g)", case_index,
+                     what, i, expected[i], (double)got[i], bound[i]);
+}
+
+/* Sums by the definition: value[n] and the sum of the absolute values of its terms. */
+typedef struct Sums {
+    double *value, *abs;
+} Sums;
+static Sums sums_create(long n) {
+    return (Sums){calloc((size_t)n, sizeof(double)), calloc((size_t)n, sizeof(double))};
+}
+static void sums_add(Sums *s, long n, double term) {
+    s->value[n] += term;
+    s->abs[n] += fabs(term);
+}
+static void sums_free(Sums *s) {
+    free(s->value);
+    free(s->abs);
+}
+
+/* The rounding bound of a sum of `terms` products: a float sum of n terms is within
+ * n eps sum|terms| of the exact sum (each of the n - 1 adds and the product's own rounding
+ * contribute at most eps times a partial sum, the classic gamma_n bound that
+ * tests/test_matmul.c uses for gemm). The reference in double has its own such error, at most
+ * as large in the float64 build: 2 n eps covers both. The gradients add once more into a zero
+ * gradient (exact) and the batched path adds partial sums exactly as a longer sum would, so n
+ * is the number of terms plus 1 for the final add (bias, or dx's col2im into a gradient). */
+static void set_bounds(const Sums *s, long n, long terms, double *bound) {
+    const double eps = sizeof(real) == sizeof(float) ? FLT_EPSILON : DBL_EPSILON;
+    for (long i = 0; i < n; i++) bound[i] = 2.0 * (double)(terms + 1) * eps * s->abs[i] + 1e-300;
+}
+
+static void check_batched_case(int index, const ConvCase *k, Rng *rng) {
+    const int B = k->x_shape[0], C = k->x_shape[1], H = k->x_shape[2], W = k->x_shape[3];
+    const int O = k->w_shape[0], KH = k->w_shape[2], KW = k->w_shape[3], s = k->stride;
+    Tensor *x = case_tensor(rng, k, k->x_shape), *w = case_tensor(rng, k, k->w_shape);
+    Tensor *bias = random_tensor(rng, 1, (int[]){O}, 1);
+    Tape *tape = tape_create();
+    Tensor *y = run_case(tape, k, x, w, bias);
+    const int Ho = k->conv1d ? 1 : y->shape[2], Wo = y->shape[k->conv1d ? 2 : 3];
+    real *seed = tape_save(tape, (size_t)y->size * sizeof(real));
+    for (long n = 0; n < y->size; n++) seed[n] = (real)rng_range(rng, -1, 1);
+    tape_backward_from(tape, y, seed);
+
+    Sums ys = sums_create(y->size), dxs = sums_create(x->size), dws = sums_create(w->size);
+    Sums dbs = sums_create(O);
+    for (int b = 0; b < B; b++)
+        for (int o = 0; o < O; o++)
+            for (int i = 0; i < Ho; i++)
+                for (int j = 0; j < Wo; j++) {
+                    long yn = (((long)b * O + o) * Ho + i) * Wo + j;
+                    sums_add(&ys, yn, bias->data[o]);
+                    sums_add(&dbs, o, seed[yn]);
+                    for (int c = 0; c < C; c++)
+                        for (int p = 0; p < KH; p++)
+                            for (int q = 0; q < KW; q++) {
+                                int r = i * s + p - k->pad_top, t = j * s + q - k->pad_left;
+                                if (r < 0 || r >= H || t < 0 || t >= W) continue;
+                                long xn = (((long)b * C + c) * H + r) * W + t;
+                                long wn = (((long)o * C + c) * KH + p) * KW + q;
+                                sums_add(&ys, yn, (double)w->data[wn] * x->data[xn]);
+                                sums_add(&dxs, xn, (double)w->data[wn] * seed[yn]);
+                                sums_add(&dws, wn, (double)x->data[xn] * seed[yn]);
+                            }
+                }
+    long longest = y->size > x->size ? y->size : x->size;
+    double *bound = malloc((size_t)(longest > w->size ? longest : w->size) * sizeof(double));
+    set_bounds(&ys, y->size, (long)C * KH * KW + 1, bound);
+    assert_within("y", index, ys.value, bound, y->data, y->size);
+    set_bounds(&dxs, x->size, (long)O * KH * KW, bound);
+    assert_within("dx", index, dxs.value, bound, x->grad, x->size);
+    set_bounds(&dws, w->size, (long)B * Ho * Wo, bound);
+    assert_within("dw", index, dws.value, bound, w->grad, w->size);
+    set_bounds(&dbs, O, (long)B * Ho * Wo, bound);
+    assert_within("dbias", index, dbs.value, bound, bias->grad, O);
+    free(bound);
+    sums_free(&ys);
+    sums_free(&dxs);
+    sums_free(&dws);
+    sums_free(&dbs);
+    tape_free(tape);
+    tensor_free(x);
+    tensor_free(w);
+    tensor_free(bias);
+}
+
+/* Both plans of the batched path and their edges: the flat plan (stride 1, KH = 1: the
+ * char-LM's causal conv1d, a 1x1 conv2d with padding), whose rows straddling two batch
+ * elements are dropped; the gathered plan (2-d windows, strides), in several chunks of images
+ * when B Ho Wo > 512 rows; input lines and columns past the windows' extent; a left padding
+ * longer than the extent, so that no x element is read and y = bias, dx = 0. */
+static void batched_conv_matches_the_definition(void **state) {
+    (void)state;
+    Rng rng;
+    rng_seed(&rng, 21);
+    const ConvCase cases[] = {
+        {1, {3, 32, 1, 20}, {8, 32, 1, 3}, 1, 0, 2, 0}, /* causal conv1d, flat */
+        {1, {2, 64, 1, 9}, {8, 64, 1, 1}, 1, 0, 0, 0},  /* conv1d k = 1, flat, nothing dropped */
+        {1, {2, 32, 1, 11}, {9, 32, 1, 3}, 2, 0, 1, 1}, /* conv1d stride 2, gathered */
+        {1, {2, 64, 1, 1}, {8, 64, 1, 1}, 5, 0, 3, 0},  /* padding beyond the extent */
+        {0, {3, 16, 5, 4}, {10, 16, 3, 3}, 1, 1, 1, 1}, /* 3x3 pad 1, one chunk */
+        {0, {6, 8, 12, 10}, {8, 8, 3, 3}, 1, 1, 1, 1},  /* 3x3 pad 1, chunks of 5 images + 1 */
+        {0, {2, 64, 3, 4}, {8, 64, 1, 1}, 1, 1, 1, 1},  /* 1x1 with padding, flat */
+        {0, {2, 16, 7, 6}, {8, 16, 2, 2}, 2, 0, 0, 0},  /* stride 2: line 6 of x is never read */
+    };
+    for (int k = 0; k < (int)(sizeof cases / sizeof cases[0]); k++)
+        check_batched_case(k, &cases[k], &rng);
+}
+
+/* y, dx, dw and dbias of one run, copied out (owned). */
+static real *run_and_copy(const ConvCase *k, Tensor *x, Tensor *w, Tensor *bias) {
+    Tape *tape = tape_create();
+    Tensor *y = run_case(tape, k, x, w, bias);
+    tape_backward_from(tape, y, ones(tape, y->size));
+    long n = y->size + x->size + w->size + bias->size;
+    real *all = malloc((size_t)n * sizeof(real)), *at = all;
+    const Tensor *parts[4] = {y, x, w, bias};
+    for (int i = 0; i < 4; i++) {
+        const real *from = i == 0 ? parts[i]->data : parts[i]->grad;
+        memcpy(at, from, (size_t)parts[i]->size * sizeof(real));
+        at += parts[i]->size;
+    }
+    tensor_zero_grad(x);
+    tensor_zero_grad(w);
+    tensor_zero_grad(bias);
+    tape_free(tape);
+    return all;
+}
+
+/* The batched path's results do not depend on the thread count (gemm sums in a fixed order and
+ * everything else runs on one thread): 1 and 2 threads agree bit for bit, on shapes whose
+ * products are large enough for gemm to use both threads. */
+static void batched_conv_is_bit_identical_across_thread_counts(void **state) {
+    (void)state;
+#ifdef _OPENMP
+    Rng rng;
+    rng_seed(&rng, 22);
+    const ConvCase cases[] = {
+        {1, {4, 64, 1, 256}, {32, 64, 1, 3}, 1, 0, 2, 0}, /* flat: 12.6 MFLOP forward */
+        {0, {8, 32, 16, 16}, {16, 32, 3, 3}, 1, 1, 1, 1}, /* gathered: 18.9 MFLOP forward */
+    };
+    const int saved_threads = omp_get_max_threads();
+    for (int k = 0; k < 2; k++) {
+        Tensor *x = case_tensor(&rng, &cases[k], cases[k].x_shape);
+        Tensor *w = case_tensor(&rng, &cases[k], cases[k].w_shape);
+        Tensor *bias = random_tensor(&rng, 1, (int[]){cases[k].w_shape[0]}, 1);
+        omp_set_num_threads(1);
+        real *one = run_and_copy(&cases[k], x, w, bias);
+        omp_set_num_threads(2);
+        real *two = run_and_copy(&cases[k], x, w, bias);
+        Tape *tape = tape_create();
+        long n = run_case(tape, &cases[k], x, w, bias)->size + x->size + w->size + bias->size;
+        tape_free(tape);
+        for (long i = 0; i < n; i++)
+            if (memcmp(&one[i], &two[i], sizeof(real)) != 0)
+                fail_msg("case %d: value %ld differs: %.9g with 1 thread, %.9g with 2", k, i,
+                         (double)one[i], (double)two[i]);
+        free(one);
+        free(two);
+        tensor_free(x);
+        tensor_free(w);
+        tensor_free(bias);
+    }
+    omp_set_num_threads(saved_threads);
+#else
+    skip();
+#endif
+}
+
+/* An empty batch on the batched path: an empty output, and backward runs. */
+static void batched_conv_of_an_empty_batch_is_empty(void **state) {
+    (void)state;
+    Tape *tape = tape_create();
+    Tensor *x = tensor_create(3, (int[]){0, 64, 10}, 1),
+           *w = tensor_create(3, (int[]){8, 64, 3}, 1);
+    Tensor *y = op_conv1d(tape, x, w, NULL, 1, 2, 0, 1);
+    assert_shape(y, 3, (int[]){0, 8, 10});
+    const real no_seed[1] = {0}; /* y has no elements: nothing is read */
+    tape_backward_from(tape, y, no_seed);
+    for (long i = 0; i < w->size; i++) assert_true(w->grad[i] == 0);
+    tape_free(tape);
+    tensor_free(x);
+    tensor_free(w);
+}
+
 /* ---- pooling ---- */
 
 static const double X16[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
@@ -448,6 +667,9 @@ int main(void) {
         cmocka_unit_test(output_sizes_follow_the_formula),
         cmocka_unit_test(conv2d_matches_the_direct_definition),
         cmocka_unit_test(conv_backward_accumulates_and_no_grad_records_nothing),
+        cmocka_unit_test(batched_conv_matches_the_definition),
+        cmocka_unit_test(batched_conv_is_bit_identical_across_thread_counts),
+        cmocka_unit_test(batched_conv_of_an_empty_batch_is_empty),
         cmocka_unit_test(avgpool_averages_each_window),
         cmocka_unit_test(maxpool_takes_each_window_maximum),
         cmocka_unit_test(pooling_output_size_is_floored),
