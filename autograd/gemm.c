@@ -65,18 +65,20 @@
  *
  * The micro-kernel holds the MR x NR tile in MR * NR / VL vector registers (VL = lanes per SIMD
  * register: 16 floats with AVX-512) and, for each p, does MR broadcasts of a[p][i], NR / VL loads
- * of b[p][..] and MR * NR / VL fused multiply-adds: with MR = 6 and NR = 2 VL that is 12 FMAs for
- * 8 loads, which keeps the FMA units busy. It is written with GCC/Clang vector extensions (a
- * `vreal` is VL reals that + and * act on lane by lane), so both compilers keep the tile in
- * registers; the plain-C loop it stands for is in the comment above it. (That plain loop, with
- * float tile[6][32], runs as fast under GCC -O3 -march=native, but Clang 14 keeps half the tile
- * in memory and runs at half the speed.)
+ * of b[p][..] and MR * NR / VL fused multiply-adds: with MR = 8 and NR = 2 VL that is 16 FMAs for
+ * 10 loads, which keeps the FMA units busy, and the tile takes 16 of AVX-512's 32 registers. (MR
+ * was 6, the classic height for 16 registers: 8 made the attention-sized products 6-10% and
+ * the 2048-row ones 2-5% faster, and 64-row blocks are whole tiles; 12 was slower than both.) It is
+ * written with GCC/Clang vector extensions (a `vreal` is VL reals that + and * act on lane by
+ * lane), so both compilers keep the tile in registers; the plain-C loop it stands for is in the
+ * comment above it. (That plain loop, with float tile[8][32], runs as fast under GCC -O3
+ * -march=native, but Clang 14 keeps half the tile in memory and runs at half the speed.)
  *
- * Two tiles. The wide one above, MR x NR = 6 x 32, suits every product but the narrowest: when
+ * Two tiles. The wide one above, MR x NR = 8 x 32, suits every product but the narrowest: when
  * N <= VL (16 floats), half its columns would be zero padding and half its FMAs wasted. Four of
  * the six products of fused attention are that shape (N = head dim = 16). gemm() picks by N
  * alone: N <= VL takes the narrow tile, MR_NARROW x NR_NARROW = 12 x 16 (one vector wide), in
- * the same 12 accumulator registers, with 12 broadcasts, 1 load and 12 FMAs per p. Everything
+ * 12 accumulator registers, with 12 broadcasts, 1 load and 12 FMAs per p. Everything
  * else - the five loops, packing (whose panel width is the tile's), reading A in place - is
  * shared; the Gemm struct carries the tile's mr x nr. attention_fwd_bwd_1024 (cpool bench) ran
  * 18% faster on one thread with it (13.9 -> 11.4 ms CPU).
@@ -105,7 +107,7 @@
 /* --- The block sizes (the vector type, vreal of VL lanes, is in simd.h) ------------------ */
 
 enum {
-    MR = 6,         /* wide tile rows: 6 broadcasts of a per step */
+    MR = 8,         /* wide tile rows: 8 broadcasts of a per step */
     NV = 2,         /* wide tile width in vectors */
     NR = NV * VL,   /* wide tile columns: 32 floats with AVX-512 */
     MR_NARROW = 12, /* narrow tile rows, for N <= VL */
@@ -167,7 +169,7 @@ KERNEL_FP_CONTRACT
 static inline __attribute__((always_inline)) void
 tile_kernel(int kc, const real *restrict a, long a_row_step, long a_k_step, const real *restrict b,
             real *restrict C, long ldc, int rows, int cols, int overwrite) {
-    vreal acc[MR][NV]; /* the MR x NR tile, in 12 registers */
+    vreal acc[MR][NV]; /* the MR x NR tile, in 16 registers */
     for (int i = 0; i < MR; i++)
         for (int v = 0; v < NV; v++) acc[i][v] = (vreal){0};
     for (int p = 0; p < kc; p++, a += a_k_step, b += NR) {
@@ -212,8 +214,8 @@ static void micro_kernel_rows(int kc, const real *a, long lda, const real *b, re
 
 /* The narrow tile, MR_NARROW x NR_NARROW (12 x 16 floats with AVX-512), for products with
  * N <= VL columns: the wide tile would be half zero padding there, and half its FMAs wasted.
- * That is the shape of four of the six products of attention (N = head dim = 16). The same 12
- * accumulator registers hold twice the rows; per p it does 12 broadcasts, 1 load and 12 FMAs.
+ * That is the shape of four of the six products of attention (N = head dim = 16). Its 12
+ * accumulator registers hold 12 rows; per p it does 12 broadcasts, 1 load and 12 FMAs.
  * a(i, p) as in tile_kernel; b[p][j] = b[p * NR_NARROW + j]. The plain-C loop it computes:
  *     for (p = 0; p < kc; p++)
  *         for (i = 0; i < MR_NARROW; i++)
