@@ -230,12 +230,30 @@ static ALWAYS_INLINE void backward_reduce(Tape *tape, BinaryOp op, int side, con
     for (long k = 0; k < size; k++) dx[k] = overwrite ? (real)sum[k] : dx[k] + (real)sum[k];
 }
 
+/* Whether `input` can take y's gradient buffer as its own, instead of a new buffer holding a
+ * copy of it. Its contribution must be dy itself, element for element (add, and sub's a: as
+ * large as y, so element i of the input is element i of y), and the input must have no gradient
+ * yet (a fresh one would be exactly that copy). y's gradient is complete when this runs (every
+ * op reading y comes later on the tape and has run its backward) and nothing reads it afterwards,
+ * so the input may go on to add its other contributions into the same memory. Only one input
+ * may take it: two would share one buffer. (x + x: a takes it, then b adds dy into it, 2 dy.) */
+static int takes_output_gradient(BinaryOp op, int side, Tensor *input, const Tensor *y) {
+    int passes_dy = op == ADD || (op == SUB && side == 0);
+    if (!passes_dy || !input->requires_grad || input->grad || input->size != y->size) return 0;
+    input->grad = y->grad;
+    return 1;
+}
+
 static ALWAYS_INLINE void backward(Tape *tape, BinaryOp op, TapeRecord *record) {
     Tensor *a = record->inputs[0], *b = record->inputs[1], *y = record->output;
     /* Each path below produces all of da (and of db) in one pass, so a fresh buffer is stored
-     * into instead of being zeroed and added to. (x op x: db then finds da's part and adds.) */
-    int overwrite_a, overwrite_b;
-    real *da = tape_grad_write(tape, a, &overwrite_a), *db = tape_grad_write(tape, b, &overwrite_b);
+     * into instead of being zeroed and added to. (x op x: db then finds da's part and adds.) An
+     * input that took y's gradient (takes_output_gradient) needs no pass at all. */
+    int overwrite_a = 0, overwrite_b = 0;
+    real *da = NULL, *db = NULL;
+    int a_took = takes_output_gradient(op, 0, a, y);
+    if (!a_took) da = tape_grad_write(tape, a, &overwrite_a);
+    if (a_took || !takes_output_gradient(op, 1, b, y)) db = tape_grad_write(tape, b, &overwrite_b);
     if (a->size == y->size && b->size == y->size) { /* same shape: the plain loops */
         for (long i = 0; da && i < y->size; i++) {
             real g = gradient_a(op, y->grad[i], b->data[i]);

@@ -3,16 +3,19 @@
  * All but the embedding work on rows: x (..., D) is seen as (rows, D), rows being the product of
  * the leading dimensions, and each row is transformed on its own. Rows are independent, so large
  * inputs split them across OpenMP threads without changing a single bit of the result; anything
- * summed ACROSS rows (layernorm's weight and bias gradients, the cross-entropy mean) runs in one
- * thread, in row order. Per-row sums accumulate in double, under `omp simd reduction`: the
- * compiler may keep a vector of partial sums instead of one running sum (a fixed order for a given
- * build, so every run gives the same bits), which makes them several times faster. In float32
- * the exp loops vectorise too: they call vmath_expf (vmath.h, 1 ulp, no branch, no call).
+ * summed ACROSS rows is summed in an order fixed by the shape alone: the cross-entropy mean in
+ * one thread, in row order; layernorm's weight and bias gradients in chunks of 64 rows (each
+ * chunk in row order, possibly on different threads), then the chunks in order. Per-row sums
+ * accumulate in double, under `omp simd reduction`: the compiler may keep a vector of partial sums
+ * instead of one running sum (a fixed order for a given build, so every run gives the same bits),
+ * which makes them several times faster. In float32 the exp loops vectorise too: they call
+ * vmath_expf (vmath.h, 1 ulp, no branch, no call).
  */
 #include <math.h>
 #include <string.h>
 
 #include "ops.h"
+#include "simd.h"
 #include "util.h"
 #include "vmath.h"
 
@@ -46,14 +49,6 @@ static long last_axis(const Tensor *x, const char *who, long *rows) {
     return x->shape[axis];
 }
 
-/* m = max_k x_k, -inf for D = 0. NaNs are skipped here; they reach exp and turn the row into
- * NaN anyway, as in PyTorch. */
-static real row_max(const real *x, long D) {
-    real m = -INFINITY;
-    for (long j = 0; j < D; j++) m = x[j] > m ? x[j] : m;
-    return m;
-}
-
 /* log sum_k e^(x_k) = m + log_total with log_total = log sum_k e^(x_k - m): every exponent is
  * <= 0, so nothing overflows, and the largest term is exactly 1, so log_total is in [0, log D].
  * The two parts are kept apart: x_j - lse computed as (x_j - m) - log_total never subtracts two
@@ -65,7 +60,7 @@ typedef struct LogSumExp {
 
 static LogSumExp row_log_sum_exp(const real *x, long D) {
     if (D == 0) return (LogSumExp){-INFINITY, -INFINITY}; /* log of an empty sum */
-    real m = row_max(x, D);
+    real m = max_of(x, D);
     double total = 0;
 #ifndef CPOOL_DOUBLE /* float32: vmath_expf vectorises (libm's exp in float64 would not) */
 #pragma omp simd reduction(+ : total)
@@ -83,7 +78,7 @@ static LogSumExp row_log_sum_exp(const real *x, long D) {
  * Local:    dy_i / dx_j = y_i (delta_ij - y_j)
  * Backward: dx_j += sum_i dy_i y_i (delta_ij - y_j) = y_j (dy_j - sum_i dy_i y_i)             */
 static void softmax_row(const real *x, real *y, long D) {
-    real m = row_max(x, D);
+    real m = max_of(x, D);
     for (long j = 0; j < D; j++) y[j] = exp_nonpositive(x[j] - m);
     double total = 0;
 #pragma omp simd reduction(+ : total)
@@ -166,21 +161,36 @@ typedef struct CrossEntropySaved {
     LogSumExp *lse; /* per row; unused for ignored rows */
 } CrossEntropySaved;
 
+/* The logits are usually the head's output, read by nothing else, so dx is new: tape_grad_write
+ * lets every element be stored (0 in ignored rows) instead of zeroing the buffer first and
+ * adding (a memset and a read of 2 MB for the benchmark char-LM's (2048, 256)). */
 static void cross_entropy_backward(Tape *tape, TapeRecord *record) {
-    real *dx = tape_grad(tape, record->inputs[0]);
+    int overwrite;
+    real *dx = tape_grad_write(tape, record->inputs[0], &overwrite);
     const CrossEntropySaved *saved = record->saved;
-    if (!dx || saved->counted == 0) return;
+    if (!dx) return;
     const real *x = record->inputs[0]->data;
     long C = saved->classes;
+    if (saved->counted == 0) { /* no row counted: the loss is the constant 0 */
+        if (overwrite) memset(dx, 0, (size_t)(saved->rows * C) * sizeof(real));
+        return;
+    }
     real scale = (real)(record->output->grad[0] / (double)saved->counted);
 #pragma omp parallel for if (saved->rows * C >= PARALLEL_MIN_ELEMENTS)
     for (long r = 0; r < saved->rows; r++) {
         int target = saved->targets[r];
-        if (target == saved->ignore_index) continue;
+        real *dx_row = dx + r * C;
+        const real *x_row = x + r * C;
+        if (target == saved->ignore_index) {
+            if (overwrite) memset(dx_row, 0, (size_t)C * sizeof(real));
+            continue;
+        }
         real m = saved->lse[r].max, log_total = (real)saved->lse[r].log_total;
-        for (long j = 0; j < C; j++)
-            dx[r * C + j] += scale * real_exp((x[r * C + j] - m) - log_total);
-        dx[r * C + target] -= scale;
+        if (overwrite)
+            for (long j = 0; j < C; j++) dx_row[j] = scale * real_exp((x_row[j] - m) - log_total);
+        else
+            for (long j = 0; j < C; j++) dx_row[j] += scale * real_exp((x_row[j] - m) - log_total);
+        dx_row[target] -= scale;
     }
 }
 
@@ -275,9 +285,27 @@ static void layernorm_row(const real *x, real *y, long D, const real *weight, co
     *rstd_out = rstd;
 }
 
-/* dx for one row (see the derivation above). */
-static void layernorm_row_backward(const real *x, const real *dy, const real *weight, long D,
-                                   real mu, real rstd, real *dx) {
+/* dweight and dbias are sums over rows. Rows are taken in fixed chunks of this many, each
+ * chunk summing into its own partial sums (in double), and the partial sums are added in chunk
+ * order afterwards: the same order whatever the number of threads, so the same bits. */
+enum { LAYERNORM_CHUNK_ROWS = 64 };
+
+/* One row of the backward (see the derivation above): dx += rstd (g - mean(g) - xhat
+ * mean(g xhat)) when dx is not NULL, and this row's share of dweight and dbias,
+ * weight_sum_j += dy_j xhat_j and bias_sum_j += dy_j, when weight_sum is not NULL (in the same
+ * pass as dx, which has xhat at hand). The arrays do not overlap (restrict: the loops need no
+ * run-time overlap checks to vectorise). */
+static void layernorm_row_backward(const real *restrict x, const real *restrict dy,
+                                   const real *restrict weight, long D, real mu, real rstd,
+                                   real *restrict dx, double *restrict weight_sum,
+                                   double *restrict bias_sum) {
+    if (!dx) {
+        for (long j = 0; j < D; j++) {
+            weight_sum[j] += dy[j] * ((x[j] - mu) * rstd);
+            bias_sum[j] += dy[j];
+        }
+        return;
+    }
     double g_sum = 0, g_xhat_sum = 0;
 #pragma omp simd reduction(+ : g_sum, g_xhat_sum)
     for (long j = 0; j < D; j++) {
@@ -286,50 +314,64 @@ static void layernorm_row_backward(const real *x, const real *dy, const real *we
         g_xhat_sum += g * ((x[j] - mu) * rstd);
     }
     real g_mean = (real)(g_sum / (double)D), g_xhat_mean = (real)(g_xhat_sum / (double)D);
+    if (!weight_sum) {
+        for (long j = 0; j < D; j++) {
+            real g = dy[j] * weight[j], xhat = (x[j] - mu) * rstd;
+            dx[j] += rstd * (g - g_mean - xhat * g_xhat_mean);
+        }
+        return;
+    }
     for (long j = 0; j < D; j++) {
         real g = dy[j] * weight[j], xhat = (x[j] - mu) * rstd;
         dx[j] += rstd * (g - g_mean - xhat * g_xhat_mean);
+        weight_sum[j] += dy[j] * xhat;
+        bias_sum[j] += dy[j];
     }
 }
 
-/* dweight_j += sum_rows dy_j xhat_j and dbias_j += sum_rows dy_j, summed in double row by row. */
-static void layernorm_affine_backward(Tape *tape, const LayerNormSaved *saved, const real *x,
-                                      const real *dy, real *dweight, real *dbias) {
-    long D = saved->D;
-    double *weight_sum = tape_save(tape, (size_t)D * sizeof(double));
-    double *bias_sum = tape_save(tape, (size_t)D * sizeof(double));
-    for (long r = 0; r < saved->rows; r++) {
-        const real *x_row = x + r * D, *dy_row = dy + r * D;
-        real mu = saved->mean[r], rstd = saved->rstd[r];
-        for (long j = 0; j < D; j++) {
-            weight_sum[j] += dy_row[j] * ((x_row[j] - mu) * rstd);
-            bias_sum[j] += dy_row[j];
-        }
-    }
+/* dweight_j += sum_rows dy_j xhat_j and dbias_j += sum_rows dy_j, from the chunks' partial sums
+ * (weight_sums[c D + j] for chunk c), added in chunk order in double. */
+static void layernorm_affine_total(long chunks, long D, const double *weight_sums,
+                                   const double *bias_sums, real *dweight, real *dbias) {
     for (long j = 0; j < D; j++) {
-        if (dweight) dweight[j] += (real)weight_sum[j];
-        if (dbias) dbias[j] += (real)bias_sum[j];
+        double weight_total = 0, bias_total = 0;
+        for (long c = 0; c < chunks; c++) {
+            weight_total += weight_sums[c * D + j];
+            bias_total += bias_sums[c * D + j];
+        }
+        if (dweight) dweight[j] += (real)weight_total;
+        if (dbias) dbias[j] += (real)bias_total;
     }
 }
 
+/* dx row by row, and each row's share of dweight and dbias in the same pass (one read of x and
+ * dy from memory, not two). */
 static void layernorm_backward(Tape *tape, TapeRecord *record) {
     const LayerNormSaved *saved = record->saved;
     Tensor *x = record->inputs[0];
     Tensor *weight = saved->has_weight ? record->inputs[1] : NULL;
     Tensor *bias = saved->has_bias ? record->inputs[1 + saved->has_weight] : NULL;
     const real *dy = record->output->grad;
-    long D = saved->D;
+    long D = saved->D, rows = saved->rows;
     real *dx = tape_grad(tape, x);
-    if (dx) {
-        const real *w = weight ? weight->data : filled(tape, D, 1);
-#pragma omp parallel for if (x->size >= PARALLEL_MIN_ELEMENTS)
-        for (long r = 0; r < saved->rows; r++)
-            layernorm_row_backward(x->data + r * D, dy + r * D, w, D, saved->mean[r],
-                                   saved->rstd[r], dx + r * D);
-    }
     real *dweight = weight ? tape_grad(tape, weight) : NULL;
     real *dbias = bias ? tape_grad(tape, bias) : NULL;
-    if (dweight || dbias) layernorm_affine_backward(tape, saved, x->data, dy, dweight, dbias);
+    if (!dx && !dweight && !dbias) return;
+    long chunks = (rows + LAYERNORM_CHUNK_ROWS - 1) / LAYERNORM_CHUNK_ROWS;
+    int affine = dweight || dbias;
+    double *weight_sums = affine ? tape_save(tape, (size_t)(chunks * D) * sizeof(double)) : NULL;
+    double *bias_sums = affine ? tape_save(tape, (size_t)(chunks * D) * sizeof(double)) : NULL;
+    const real *w = weight ? weight->data : filled(tape, D, 1);
+#pragma omp parallel for if (x->size >= PARALLEL_MIN_ELEMENTS)
+    for (long c = 0; c < chunks; c++) {
+        long end = (c + 1) * LAYERNORM_CHUNK_ROWS < rows ? (c + 1) * LAYERNORM_CHUNK_ROWS : rows;
+        for (long r = c * LAYERNORM_CHUNK_ROWS; r < end; r++)
+            layernorm_row_backward(x->data + r * D, dy + r * D, w, D, saved->mean[r],
+                                   saved->rstd[r], dx ? dx + r * D : NULL,
+                                   affine ? weight_sums + c * D : NULL,
+                                   affine ? bias_sums + c * D : NULL);
+    }
+    if (affine) layernorm_affine_total(chunks, D, weight_sums, bias_sums, dweight, dbias);
 }
 
 static void check_affine(const Tensor *t, const char *what, const Tensor *x, long D) {

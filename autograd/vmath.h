@@ -13,7 +13,7 @@
  *                                                of 2^-149 where erfc(x) is subnormal, x > 9.2)
  *   vmath_normal_cdf  Phi(x) = erfc(-x/sqrt2)/2   measured 2.9 ulp
  *   vmath_normal_pdf  phi(x) = e^(-x^2/2)/sqrt(2 pi)  measured 1.2 ulp
- * (with FMA, i.e. -march=native; without it each fused step rounds twice: erfc and Phi 4.1 ulp).
+ * (with FMA, i.e. -march=native; without it each fused step rounds twice: erfc 3.8, Phi 4.2 ulp).
  *
  * Only the float32 build uses them (ops_unary.c, ops_nn.c, ops_attention.c, ops_contextpool.c);
  * the float64 build keeps libm, which the gradient checker's 1e-6 central differences need.
@@ -23,7 +23,9 @@
  *   e^r = 1 + r + r^2 P(r), P the degree-5 minimax polynomial of Cephes (error ~ 1e-8 relative)
  *   e^x = 2^n e^r, the 2^n applied as two factors 2^(n/2) 2^(n - n/2), so that a result that is
  *   subnormal (x < -87.3) or overflows (x > 88.72) is rounded once, by the last multiply.
- * x is clamped to [-104, 89] first (e^-104 rounds to 0, e^89 to +inf), NaN passes through.
+ * x is clamped to [-104, 89] first (e^-104 rounds to 0, e^89 to +inf), NaN passes through;
+ * erfc, Phi and phi skip the clamp (vmath_exp_parts_in_range): their own clamps keep the
+ * exponent in [-103.7, 0].
  * n comes from the bits of x / ln2 + 1.5 2^23 (the float addition rounds to an integer), so no
  * float-to-int conversion is needed (that would be undefined for NaN).
  *
@@ -35,9 +37,16 @@
  * coefficients below (0.2 ulp). e^(-z^2) needs z^2 to more than float precision (its rounding
  * error, relative 2^-24, becomes an error of z^2 2^-24 in e^(-z^2): 100 ulp at z = 10), so z^2 is
  * split as zh^2 + (z - zh)(z + zh) with zh = z cut to 12 significant bits: zh^2 is exact and
- * the small remainder goes into the reduced argument r. Beyond z = 10.1 erfc(z) < 2^-150 is 0.
- * The two roundings of t are corrected to first order (vmath_erfc_times_exp_square), and near 0
- * (|x| < 0.47) erfc = 1 - erf(x) from an odd series (vmath_erf_small), which rounds less.
+ * the small remainder goes into the reduced argument r (with FMA: RN(z^2) and its exact error).
+ * Beyond z = 10.1 erfc(z) < 2^-150 is 0. The two roundings of t are corrected to first order
+ * (vmath_erfc_times_exp_square). Near 0 (|x| < 0.47) erfc = 1 - erf(x) from an odd series
+ * (vmath_erf_small), which rounds less. Phi needs no such series (see vmath_normal_cdf).
+ *
+ * Cost: these loops are bound by the number of vector instructions, so every select and step
+ * counts: Phi lost the near-0 series, the exp clamps and (with FMA) the 12-bit split of z^2
+ * (op_gelu's vector loop: 98 -> 75 instructions for 16 elements, 1.25 -> 0.9 ns an element,
+ * gcc 12 on AMD Zen 4 with AVX-512) at the same measured maximum error. Replacing the division by a
+ * Newton reciprocal was tried: slower, and less accurate without FMA.
  */
 #ifndef CPOOL_VMATH_H
 #define CPOOL_VMATH_H
@@ -90,14 +99,12 @@ typedef struct VmathExp {
     float r_exp_minus_1, scale_low, scale_high;
 } VmathExp;
 
-VMATH_INLINE VmathExp vmath_exp_parts(float hi, float lo) {
+VMATH_INLINE VmathExp vmath_exp_parts_in_range(float hi, float lo) {
     const float log2e = 1.44269504088896341f;
-    const float ln2_c1 = 0.693359375f;            /* 9 significant bits: n ln2_c1 is exact */
-    const float ln2_c2 = -2.12194440e-4f;         /* ln 2 - ln2_c1 */
-    const float round_shift = 12582912.0f;        /* 1.5 2^23: adding it rounds to an integer */
-    const uint32_t shift_bits = 0x4B400000u;      /* its bits: bits(round_shift + n) = this + n */
-    hi = vmath_select(hi < -104.0f, -104.0f, hi); /* e^-104 < 2^-150: rounds to 0 */
-    hi = vmath_select(hi > 89.0f, 89.0f, hi);     /* e^89 > FLT_MAX: rounds to inf; NaN stays */
+    const float ln2_c1 = 0.693359375f;       /* 9 significant bits: n ln2_c1 is exact */
+    const float ln2_c2 = -2.12194440e-4f;    /* ln 2 - ln2_c1 */
+    const float round_shift = 12582912.0f;   /* 1.5 2^23: adding it rounds to an integer */
+    const uint32_t shift_bits = 0x4B400000u; /* its bits: bits(round_shift + n) = this + n */
     float shifted = VMATH_FMA(hi + lo, log2e, round_shift);
     float n = shifted - round_shift; /* round((hi + lo) / ln 2), in [-151, 129] */
     float r = VMATH_FMA(-n, ln2_c1, hi);
@@ -119,6 +126,13 @@ VMATH_INLINE VmathExp vmath_exp_parts(float hi, float lo) {
     return parts;
 }
 
+/* The same for any hi: clamped to [-104, 89] first. */
+VMATH_INLINE VmathExp vmath_exp_parts(float hi, float lo) {
+    hi = vmath_select(hi < -104.0f, -104.0f, hi); /* e^-104 < 2^-150: rounds to 0 */
+    hi = vmath_select(hi > 89.0f, 89.0f, hi);     /* e^89 > FLT_MAX: rounds to inf; NaN stays */
+    return vmath_exp_parts_in_range(hi, lo);
+}
+
 /* factor e^(hi + lo): factor + factor (e^r - 1), one rounding, then the exact (or final,
  * subnormal or overflowing) scaling. */
 VMATH_INLINE float vmath_exp_times(VmathExp parts, float factor) {
@@ -130,13 +144,24 @@ VMATH_INLINE float vmath_expf(float x) {
     return vmath_exp_times(vmath_exp_parts(x, 0.0f), 1.0f);
 }
 
-/* The parts of e^(-scale z^2) for 0 <= z <= 14.5 (or NaN), scale 1 or 1/2 (exact on zh^2), with
- * z^2 carried in two parts. */
+/* The parts of e^(-scale z^2) for 0 <= z <= 14.4 (or NaN), scale 1 or 1/2 (a power of 2, so
+ * scaling is exact), with z^2 carried in two parts hi + lo. The callers' clamps (z <= 10.1 at
+ * scale 1, z <= 14.4 at scale 1/2) keep -scale z^2 >= -103.7, inside vmath_exp_parts_in_range's
+ * range. With FMA the split is z^2 = RN(z^2) + fma(z, z, -RN(z^2)), the second term the exact
+ * rounding error (3 instructions fewer). hi is then a full 24-bit float, and the reduction's
+ * hi - n ln2_c1 stays exact: n ln2_c1 is a multiple of 2^-9, so of hi's ulp (|hi| < 2^15), and
+ * the difference is no larger than hi. Without FMA, zh^2 + (z - zh)(z + zh). */
 VMATH_INLINE VmathExp vmath_exp_minus_square(float z, float scale) {
+#ifdef __FMA__
+    float square = z * z;
+    float hi = -scale * square;
+    float lo = -scale * VMATH_FMA(z, z, -square); /* z^2 - RN(z^2), exact */
+#else
     float zh = vmath_float(vmath_bits(z) & 0xFFFFF000u); /* 12 significant bits */
     float hi = -scale * (zh * zh);                       /* exact */
     float lo = -scale * ((z - zh) * (z + zh));           /* z^2 - zh^2, exactly that product */
-    return vmath_exp_parts(hi, lo);
+#endif
+    return vmath_exp_parts_in_range(hi, lo);
 }
 
 /* P(t) = erfc(z) e^(z^2) / t, t = 2 / (2 + z) in [2 / 12.1, 1], relative error 1.7e-8. */
@@ -164,8 +189,12 @@ VMATH_INLINE float vmath_erfc_tail(float t) {
  * approximated within 10% by -0.544 t - 0.584 t^2 (dz is ~1e-7 z, so that is plenty). */
 VMATH_INLINE float vmath_erfc_times_exp_square(float z, float z_err) {
     float d = 2.0f + z;
-    float d_from_z = d - 2.0f; /* TwoSum(2, z): d + d_err = 2 + z exactly */
-    float d_err = (2.0f - (d - d_from_z)) + (z - d_from_z);
+    /* d + d_err = 2 + z exactly. d - 2 is exact (d in [2, 12.3] is a multiple of its own ulp,
+     * which 2 is too, and d - 2 < d needs no finer one), so d - d_from_z = 2 exactly and TwoSum's
+     * (2 - (d - d_from_z)) + (z - d_from_z) is z - d_from_z: the rounding error of 2 + z, which
+     * is representable, so the subtraction gives it exactly. */
+    float d_from_z = d - 2.0f;
+    float d_err = z - d_from_z;
     float t = 2.0f / d;
     float e = VMATH_FMA(-t, d, 2.0f); /* t d = 2 - e */
     float dz = VMATH_FMA(-0.5f * d, e, z_err + d_err);
@@ -202,12 +231,17 @@ VMATH_INLINE float vmath_erfcf(float x) {
     return vmath_select(fabsf(x) < 0.47f, near_zero, vmath_select(x < 0, 2.0f - tail, tail));
 }
 
-/* Where Phi(-|x|) and phi(x) are below 2^-150 (|x| > 14.33, e^(-x^2/2) < 2^-148): both 0. */
-#define VMATH_NORMAL_ZERO_ABOVE 14.5f
+/* Where Phi(-|x|) and phi(x) are below 2^-150 (|x| > 14.33, e^(-x^2/2) < 2^-148): both 0.
+ * Below 14.42, so that -x^2/2 >= -103.7 needs no further clamp in the exp. */
+#define VMATH_NORMAL_ZERO_ABOVE 14.4f
 
 /* Phi(x) = erfc(-x / sqrt 2) / 2, the standard normal CDF: 0 from -14.17, 1 from 5.42. The
  * exponent -x^2/2 is formed from x itself (not from the rounded x / sqrt 2), and only t sees
- * the rounded z = |x| / sqrt 2, where P(t) is insensitive to it. */
+ * the rounded z = |x| / sqrt 2, where P(t) is insensitive to it.
+ * Near 0 the tail form serves too (a series there, as erfc has, cost 10 of ~90 instructions):
+ * Phi is in (0.25, 0.75), nothing cancels, and only the tail form's roundings remain. Measured
+ * on every 7th float of |x| < 0.67: 2.5 ulp with FMA (2.9 is the maximum over all x), 4.2
+ * without (4.05 elsewhere; tests/test_vmath.c bounds both at 4.5). erfcf keeps its series. */
 VMATH_INLINE float vmath_normal_cdf(float x) {
     float a = fabsf(x);
     a = vmath_select(a > VMATH_NORMAL_ZERO_ABOVE, VMATH_NORMAL_ZERO_ABOVE, a); /* NaN stays */
@@ -215,10 +249,7 @@ VMATH_INLINE float vmath_normal_cdf(float x) {
     float z_err = VMATH_FMA(a, 0.70710678118654752f, -z); /* a / sqrt 2 = z + z_err */
     float half_tail = vmath_exp_times(vmath_exp_minus_square(a, 0.5f),
                                       0.5f * vmath_erfc_times_exp_square(z, z_err));
-    /* |x| < 0.67 (Phi in (0.25, 0.75)): 1/2 + erf(x / sqrt 2) / 2, one rounding of the sum. */
-    float near_zero = VMATH_FMA(0.5f, vmath_erf_small(x * 0.70710678118654752f), 0.5f);
-    return vmath_select(fabsf(x) < 0.67f, near_zero,
-                        vmath_select(x < 0, half_tail, 1.0f - half_tail));
+    return vmath_select(x < 0, half_tail, 1.0f - half_tail);
 }
 
 /* phi(x) = e^(-x^2 / 2) / sqrt(2 pi), the standard normal density: 0 beyond |x| = 14.1. Its

@@ -228,6 +228,54 @@ static void constant_input_gets_no_gradient(void **state) {
     tensor_free(c);
 }
 
+/* add (and sub's first input) hands its output's gradient buffer to an input that has none yet
+ * instead of copying it (ops_binary.c). The input then adds its other contributions into that
+ * buffer, and the other input gets a copy of its own. Intermediates u = 2x and v = 3x, each also
+ * read by an op recorded BEFORE the add (so its backward runs after and adds into the handed
+ * buffer), seed s:
+ *     z = (u + v) + u v:   dz/du = 1 + v, dz/dv = 1 + u,  dx = s (2 (1 + 3x) + 3 (1 + 2x))
+ *                                                         = s (5 + 12 x)
+ *     z = (u - v) + u v:   dx = s (2 (1 + 3x) + 3 (-1 + 2x)) = s (-1 + 12 x)
+ *     z = u + u, z = u - u:  dx = 2 (2 s) and 0 (the second side adds into the handed buffer) */
+static void add_hands_its_gradient_on_and_each_input_still_gets_its_own(void **state) {
+    (void)state;
+    Tensor *x = make(1, (int[]){4}, VALUES(1, -2, 0.5, 3), 1);
+    const double seed[4] = {1, -0.5, 2, 0.25};
+    real seed_real[4];
+    for (int i = 0; i < 4; i++) seed_real[i] = (real)seed[i];
+    Tape *tape = tape_create();
+    Tensor *filler = tensor_create(1, (int[]){4096}, 0);
+    tensor_fill(filler, 1);
+    for (int op = 0; op < 4; op++) {
+        tensor_zero_grad(x);
+        tape_reset(tape);
+        op_scale(tape, filler, 7); /* the arena holds 7s, not zeros, before the run */
+        tape_reset(tape);
+        Tensor *u = op_scale(tape, x, 2), *v = op_scale(tape, x, 3), *z;
+        if (op < 2) {
+            Tensor *product = op_mul(tape, u, v);
+            Tensor *sum = op == 0 ? op_add(tape, u, v) : op_sub(tape, u, v);
+            z = op_add(tape, sum, product);
+        } else {
+            z = op == 2 ? op_add(tape, u, u) : op_sub(tape, u, u);
+        }
+        tape_backward_from(tape, z, seed_real);
+        double expected[4];
+        for (int i = 0; i < 4; i++) {
+            double xi = x->data[i];
+            expected[i] = op == 0   ? seed[i] * (5 + 12 * xi)
+                          : op == 1 ? seed[i] * (-1 + 12 * xi)
+                          : op == 2 ? 4 * seed[i]
+                                    : 0;
+        }
+        const char *what[] = {"(u + v) + u v", "(u - v) + u v", "u + u", "u - u"};
+        assert_close(expected, x->grad, 4, TOL, what[op]);
+    }
+    tape_free(tape);
+    tensor_free(x);
+    tensor_free(filler);
+}
+
 /* The flat index into t of the output element at multi-index `index` (ndim entries), reading
  * t right-aligned and its size-1 dims at 0: broadcasting by its definition. */
 static long naive_index(const Tensor *t, int ndim, const int *index) {
@@ -557,6 +605,39 @@ static void gelu_derivative_matches_double_from_tails_to_zero(void **state) {
     tensor_free(x);
 }
 
+/* gelu's backward stores into a fresh gradient buffer (an intermediate's) and adds into one
+ * that exists (a leaf's): both give the same bits. The tape's memory is first filled with
+ * other values, so that a store that should have been made shows. */
+static void gelu_backward_stores_or_adds_alike(void **state) {
+    (void)state;
+    enum { N = 1000 };
+    Tensor *x = tensor_create(1, (int[]){N}, 1);
+    for (int i = 0; i < N; i++) x->data[i] = (real)(8 * sin(0.7 * i));
+    real *seed = malloc(N * sizeof(real)), *added = malloc(N * sizeof(real));
+    for (int i = 0; i < N; i++) seed[i] = (real)cos(0.3 * i);
+    Tape *tape = tape_create();
+    tape_backward_from(tape, op_gelu(tape, x), seed); /* x->grad exists: adds */
+    memcpy(added, x->grad, N * sizeof(real));
+    tensor_zero_grad(x);
+    tape_reset(tape);
+    Tensor *filler = tensor_create(1, (int[]){1 << 16}, 0);
+    tensor_fill(filler, 1);
+    op_scale(tape, filler, 7); /* 256 KB of 7s where the arena starts: the new buffer's garbage */
+    tape_reset(tape);
+    Tensor *copy = op_scale(tape, x, 1); /* an intermediate: its gradient is new, stored */
+    Tensor *y = op_gelu(tape, copy);
+    tape_backward_from(tape, y, seed);
+    for (int i = 0; i < N; i++)
+        if (x->grad[i] != added[i])
+            fail_msg("gelu' at x = %.9g: stored %.9g, added %.9g", (double)x->data[i],
+                     (double)x->grad[i], (double)added[i]);
+    tape_free(tape);
+    free(seed);
+    free(added);
+    tensor_free(x);
+    tensor_free(filler);
+}
+
 static void gelu_is_zero_on_the_left_and_x_on_the_right(void **state) {
     (void)state;
     Tape *tape = tape_create();
@@ -711,6 +792,7 @@ int main(void) {
         cmocka_unit_test(reductions_in_the_backward_of_mul_and_div),
         cmocka_unit_test(input_on_both_sides_gets_both_contributions),
         cmocka_unit_test(constant_input_gets_no_gradient),
+        cmocka_unit_test(add_hands_its_gradient_on_and_each_input_still_gets_its_own),
         cmocka_unit_test(broadcast_matches_the_definition_on_random_shapes),
         cmocka_unit_test(shapes_that_do_not_broadcast_fail),
         cmocka_unit_test(unary_ops_match_hand_computed_values_and_derivatives),
@@ -721,6 +803,7 @@ int main(void) {
         cmocka_unit_test(softplus_is_zero_on_the_left_and_x_on_the_right),
         cmocka_unit_test(gelu_derivative_matches_double_from_tails_to_zero),
         cmocka_unit_test(gelu_is_zero_on_the_left_and_x_on_the_right),
+        cmocka_unit_test(gelu_backward_stores_or_adds_alike),
         cmocka_unit_test(tanh_saturates_to_minus_1_and_1),
         cmocka_unit_test(masked_fill_replaces_where_the_mask_is_set),
         cmocka_unit_test(masked_fill_with_a_mask_that_does_not_broadcast_fails),

@@ -2,6 +2,7 @@
  * numerical stability, gradients, and every bad argument. */
 #include "test_util.h"
 
+#include <omp.h>
 #include <stdlib.h>
 
 #include "ops.h"
@@ -181,6 +182,37 @@ static void cross_entropy_with_every_row_ignored_is_zero(void **state) {
     assert_close(((double[]){0, 0, 0, 0, 0, 0}), logits->grad, 6, tolerance, "dlogits");
     tape_free(tape);
     tensor_free(logits);
+}
+
+/* Logits that are an intermediate (the usual head output) get a new gradient buffer, which the
+ * backward stores into in full rather than zeroing and adding (ops_nn.c): ignored rows, and
+ * every row when none is counted, must come out 0, not as whatever the arena held. The tape's
+ * memory is first filled with other values (an op on the same tape, then a reset). */
+static void cross_entropy_stores_every_element_of_a_new_gradient(void **state) {
+    (void)state;
+    Tape *tape = tape_create();
+    Tensor *logits = tensor_of(3, (int[]){2, 1, 3}, logits_2x3, 1);
+    Tensor *filler = tensor_create(1, (int[]){16384}, 0);
+    tensor_fill(filler, 1);
+    double p[3];
+    softmax_123(p);
+    for (int every_row_ignored = 0; every_row_ignored <= 1; every_row_ignored++) {
+        op_scale(tape, filler, 7); /* 64 KB of 7s where the arena starts */
+        tape_reset(tape);
+        tensor_zero_grad(logits);
+        Tensor *head = op_scale(tape, logits, 1); /* an intermediate */
+        int targets[2] = {every_row_ignored ? -100 : 2, -100};
+        tape_backward(tape, op_cross_entropy(tape, head, targets, -100));
+        if (every_row_ignored)
+            assert_close(((double[]){0, 0, 0, 0, 0, 0}), logits->grad, 6, 0, "no row counted");
+        else
+            assert_close(((double[]){p[0], p[1], p[2] - 1, 0, 0, 0}), logits->grad, 6, tolerance,
+                         "dlogits through an intermediate (ignored row is 0)");
+        tape_reset(tape);
+    }
+    tape_free(tape);
+    tensor_free(logits);
+    tensor_free(filler);
 }
 
 static void cross_entropy_of_huge_logits_is_finite(void **state) {
@@ -411,6 +443,72 @@ static void large_inputs_give_each_row_exactly_as_alone(void **state) {
     tensor_free(row);
 }
 
+/* layernorm's dweight_j = sum_rows dy_j xhat_j and dbias_j = sum_rows dy_j are summed in chunks
+ * of 64 rows (ops_nn.c): over 600 rows (9 full chunks and a partial one, and parallel: 38400
+ * elements) they match the sums in double, and 1 and 2 threads give the same bits for dx,
+ * dweight and dbias. Each float32 term dy xhat carries a few roundings of 2^-24 (xhat from the
+ * float mean and rstd, the product) and the total one more: relative 1e-6 of sum |term| covers
+ * them with room (1e-13 in float64). */
+static void layernorm_weight_and_bias_gradients_sum_over_chunks_of_rows(void **state) {
+    (void)state;
+    enum { ROWS = 600, D = 64 };
+    const double bound = sizeof(real) == sizeof(double) ? 1e-13 : 1e-6;
+    Tensor *x = tensor_create(2, (int[]){ROWS, D}, 1);
+    Tensor *weight = tensor_create(1, (int[]){D}, 1), *bias = tensor_create(1, (int[]){D}, 1);
+    real *seed = malloc((size_t)x->size * sizeof(real));
+    for (long i = 0; i < x->size; i++) {
+        x->data[i] = (real)(3 * sin(0.37 * (double)i) + 0.5 * (double)(i / D % 7));
+        seed[i] = (real)cos(0.11 * (double)i);
+    }
+    for (int j = 0; j < D; j++) weight->data[j] = (real)(1 + 0.01 * j);
+    double weight_sum[D] = {0}, bias_sum[D] = {0}, weight_abs[D] = {0}, bias_abs[D] = {0};
+    for (int r = 0; r < ROWS; r++) {
+        const real *row = x->data + r * D;
+        double mean = 0, var = 0;
+        for (int j = 0; j < D; j++) mean += row[j] / (double)D;
+        for (int j = 0; j < D; j++) var += (row[j] - mean) * (row[j] - mean) / D;
+        for (int j = 0; j < D; j++) {
+            double xhat = (row[j] - mean) / sqrt(var + 1e-5), dy = seed[r * D + j];
+            weight_sum[j] += dy * xhat, weight_abs[j] += fabs(dy * xhat);
+            bias_sum[j] += dy, bias_abs[j] += fabs(dy);
+        }
+    }
+    real *grads[2][3];
+    Tape *tape = tape_create();
+    int saved_threads = omp_get_max_threads();
+    for (int threads = 1; threads <= 2; threads++) {
+        omp_set_num_threads(threads);
+        tensor_zero_grad(x), tensor_zero_grad(weight), tensor_zero_grad(bias);
+        tape_reset(tape);
+        tape_backward_from(tape, op_layernorm(tape, x, weight, bias, (real)1e-5), seed);
+        Tensor *with_grads[3] = {x, weight, bias};
+        for (int k = 0; k < 3; k++) {
+            grads[threads - 1][k] = malloc((size_t)with_grads[k]->size * sizeof(real));
+            memcpy(grads[threads - 1][k], with_grads[k]->grad,
+                   (size_t)with_grads[k]->size * sizeof(real));
+        }
+    }
+    omp_set_num_threads(saved_threads);
+    for (int j = 0; j < D; j++) {
+        if (!(fabs(weight->grad[j] - weight_sum[j]) <= bound * weight_abs[j]))
+            fail_msg("layernorm dweight[%d]: expected %.17g, got %.17g", j, weight_sum[j],
+                     (double)weight->grad[j]);
+        if (!(fabs(bias->grad[j] - bias_sum[j]) <= bound * bias_abs[j]))
+            fail_msg("layernorm dbias[%d]: expected %.17g, got %.17g", j, bias_sum[j],
+                     (double)bias->grad[j]);
+    }
+    assert_memory_equal(grads[0][0], grads[1][0], (size_t)x->size * sizeof(real));
+    assert_memory_equal(grads[0][1], grads[1][1], D * sizeof(real));
+    assert_memory_equal(grads[0][2], grads[1][2], D * sizeof(real));
+    for (int t = 0; t < 2; t++)
+        for (int k = 0; k < 3; k++) free(grads[t][k]);
+    tape_free(tape);
+    free(seed);
+    tensor_free(x);
+    tensor_free(weight);
+    tensor_free(bias);
+}
+
 static void rowwise_ops_need_an_axis(void **state) {
     (void)state;
     Tape *tape = tape_create();
@@ -433,6 +531,7 @@ int main(void) {
         cmocka_unit_test(cross_entropy_is_the_mean_negative_log_probability),
         cmocka_unit_test(cross_entropy_skips_ignored_rows),
         cmocka_unit_test(cross_entropy_with_every_row_ignored_is_zero),
+        cmocka_unit_test(cross_entropy_stores_every_element_of_a_new_gradient),
         cmocka_unit_test(cross_entropy_of_huge_logits_is_finite),
         cmocka_unit_test(cross_entropy_target_out_of_range_fails),
         cmocka_unit_test(layernorm_rows_have_mean_zero_and_variance_one),
@@ -444,6 +543,7 @@ int main(void) {
         cmocka_unit_test(embedding_id_out_of_range_fails),
         cmocka_unit_test(embedding_weight_must_be_2d_and_result_fit),
         cmocka_unit_test(large_inputs_give_each_row_exactly_as_alone),
+        cmocka_unit_test(layernorm_weight_and_bias_gradients_sum_over_chunks_of_rows),
         cmocka_unit_test(rowwise_ops_need_an_axis),
     };
     return cmocka_run_group_tests_name("nn (" REAL_NAME ")", tests, NULL, NULL);

@@ -192,6 +192,27 @@ static void sweep_the_working_range_evenly(void **state) {
     free(x);
 }
 
+/* Phi near 0 (|x| < 0.67, Phi in (0.25, 0.75)) densely: every 61st float from 2^-30 up, both
+ * signs, about 8 million. Phi has no series there (vmath.h): the tail form alone must meet the
+ * same bound, where Phi sits just below 1/2 and its ulp is half that of the intermediates. */
+static void sweep_phi_near_zero_densely(void **state) {
+    (void)state;
+    const uint32_t first = 0x30800000u, last = 0x3F2B851Fu; /* 2^-30 and 0.67 */
+    float *x = malloc(CHUNK * sizeof(float));
+    assert_non_null(x);
+    Worst worst = {0, 0, 0, 0};
+    for (uint32_t sign = 0; sign <= 1; sign++) {
+        uint32_t bits = first;
+        while (bits < last) {
+            long n = 0;
+            for (; n < CHUNK && bits < last; n++, bits += 61) x[n] = vmath_float(bits | sign << 31);
+            measure(&FUNCTIONS[2], x, n, &worst);
+        }
+    }
+    free(x);
+    expect_within(&FUNCTIONS[2], &worst, "|x| < 0.67, every 61st");
+}
+
 /* The limits, exactly: no NaN from a finite or infinite input, NaN in gives NaN out. */
 static void limits_are_exact(void **state) {
     (void)state;
@@ -226,6 +247,7 @@ int main(void) {
         cmocka_unit_test(sweep_all_bit_patterns),
         cmocka_unit_test(sweep_the_regime_changes),
         cmocka_unit_test(sweep_the_working_range_evenly),
+        cmocka_unit_test(sweep_phi_near_zero_densely),
         cmocka_unit_test(limits_are_exact),
     };
     return cmocka_run_group_tests_name("vmath (" REAL_NAME ")", tests, NULL, NULL);
