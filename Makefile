@@ -23,7 +23,9 @@ CC      ?= cc
 BUILD   ?= build
 OPT     ?= -O3 -march=native
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unknown-pragmas
-CFLAGS  := -std=c11 -D_DEFAULT_SOURCE -g $(OPT) $(WARN) -fopenmp -Iautograd -Ilayers -Itrain $(EXTRA_CFLAGS)
+# -fno-math-errno: nothing here reads errno after a math function, and without it sqrt keeps a
+# branch to libm (to set errno) that stops loops from vectorising (train/optim.c).
+CFLAGS  := -std=c11 -D_DEFAULT_SOURCE -g $(OPT) $(WARN) -fno-math-errno -fopenmp -Iautograd -Ilayers -Itrain $(EXTRA_CFLAGS)
 LDLIBS  := -lcjson -lm -lz -fopenmp $(EXTRA_LDFLAGS)
 
 LIB_SRC   := $(sort $(wildcard autograd/*.c layers/*.c train/*.c))

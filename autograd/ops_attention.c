@@ -41,6 +41,7 @@
 
 #include "gemm.h"
 #include "ops.h"
+#include "simd.h"
 #include "util.h"
 #include "vmath.h"
 
@@ -124,15 +125,13 @@ static int items_in_parallel(const AttentionPlan *p) {
  * out 0 and add nothing to the sum.
  * The maximum is taken over the raw dot products, m = max q_i . k_j: c > 0 and rounding is
  * monotonic, so fl(c m) is the maximum of the rounded scores fl(c q_i . k_j), bit for bit, and
- * the max loop needs no multiply (a max reduction vectorises; scaling in place first made it a
+ * the max needs no multiply (max_of, simd.h, vectorises; scaling in place first made it a
  * scalar loop). */
 static void softmax_row(const AttentionPlan *p, int i, int c0, int c1, real *row) {
     int lo = first_key(p, i), hi = last_key(p, i);
     for (int j = c0; j < lo; j++) row[j] = -INFINITY;
     for (int j = hi + 1; j < c1; j++) row[j] = -INFINITY;
-    real m = -INFINITY;
-#pragma omp simd reduction(max : m)
-    for (int j = c0; j < c1; j++) m = row[j] > m ? row[j] : m;
+    real m = max_of(row + c0, c1 - c0);
     const real scale = p->scale, shift = scale * m; /* m_i = max_l S_il */
     /* A vector of partial sums (a fixed order for a given build), in the working precision: each
      * of the L lanes adds about c1 / L terms in (0, 1], then the lanes are added, a relative

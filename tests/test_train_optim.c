@@ -167,6 +167,65 @@ static void test_zero_lr_changes_only_the_moments(void **state) {
     params_free(&params);
 }
 
+/* adamw_step's loop is vectorised (optim.c). The result must be the same bits as the formulas of
+ * optim.h written as one scalar loop in `real` (IEEE sqrt and division are correctly rounded,
+ * so any vector width gives the same), on sizes that leave partial vectors (1, 17, 1000) and one
+ * large enough to be split among threads (70001), decayed or not, over three updates. */
+static void test_adamw_matches_the_scalar_formulas_bit_for_bit(void **state) {
+    (void)state;
+    enum { STEPS = 3 };
+    const long sizes[4] = {1, 17, 1000, 70001};
+    ParamSet params = {0};
+    for (int i = 0; i < 4; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "p%d", i);
+        Tensor *t = params_new(&params, NULL, name, 1, (int[]){(int)sizes[i]});
+        for (long k = 0; k < t->size; k++) t->data[k] = (real)sin(0.3 * (double)k + i);
+    }
+    AdamW opt;
+    adamw_init(&opt, &params, ADAMW_DEFAULTS);
+    opt.decay[1] = opt.decay[3] = 1;
+    real *expected_p[4], *expected_m[4], *expected_v[4];
+    for (int i = 0; i < 4; i++) {
+        size_t bytes = (size_t)sizes[i] * sizeof(real);
+        expected_p[i] = malloc(bytes), expected_m[i] = calloc(1, bytes);
+        expected_v[i] = calloc(1, bytes);
+        memcpy(expected_p[i], params.items[i].tensor->data, bytes);
+    }
+    const AdamWConfig c = ADAMW_DEFAULTS;
+    for (int step = 1; step <= STEPS; step++) {
+        double lr = 1e-2 * step;
+        real decay_factor = (real)(1 - lr * c.weight_decay), beta1 = (real)c.beta1,
+             beta2 = (real)c.beta2, one_minus_beta1 = (real)(1 - c.beta1),
+             one_minus_beta2 = (real)(1 - c.beta2), eps = (real)c.eps,
+             bias_correction2_sqrt = (real)sqrt(1 - pow(c.beta2, step)),
+             neg_step_size = (real)(-(lr / (1 - pow(c.beta1, step))));
+        for (int i = 0; i < 4; i++) {
+            Tensor *t = params.items[i].tensor;
+            real *p = expected_p[i], *m = expected_m[i], *v = expected_v[i];
+            for (long k = 0; k < t->size; k++) {
+                real g = t->grad[k] = (real)cos(0.7 * (double)k + step + i);
+                real decayed = p[k] * (opt.decay[i] ? decay_factor : 1);
+                m[k] = m[k] * beta1 + one_minus_beta1 * g;
+                v[k] = v[k] * beta2 + one_minus_beta2 * g * g;
+                real denom = (real)sqrt((double)v[k]) / bias_correction2_sqrt + eps;
+                p[k] = decayed + neg_step_size * m[k] / denom;
+            }
+        }
+        adamw_step(&opt, lr);
+    }
+    for (int i = 0; i < 4; i++) {
+        size_t bytes = (size_t)sizes[i] * sizeof(real);
+        if (memcmp(expected_p[i], params.items[i].tensor->data, bytes) != 0 ||
+            memcmp(expected_m[i], opt.m[i]->data, bytes) != 0 ||
+            memcmp(expected_v[i], opt.v[i]->data, bytes) != 0)
+            fail_msg("adamw: parameter of %ld elements differs from the scalar formulas", sizes[i]);
+        free(expected_p[i]), free(expected_m[i]), free(expected_v[i]);
+    }
+    adamw_free(&opt);
+    params_free(&params);
+}
+
 static void test_decay_rule_is_by_number_of_dimensions(void **state) {
     (void)state;
     ParamSet params = {0};
@@ -312,6 +371,7 @@ int main(void) {
         cmocka_unit_test(test_zero_lr_changes_only_the_moments),
         cmocka_unit_test(test_decay_rule_is_by_number_of_dimensions),
         cmocka_unit_test(test_adamw_refuses_bad_settings),
+        cmocka_unit_test(test_adamw_matches_the_scalar_formulas_bit_for_bit),
         cmocka_unit_test(test_schedule_warms_up_linearly_then_follows_a_half_cosine),
         cmocka_unit_test(test_schedule_refuses_bad_settings),
         cmocka_unit_test(test_clip_matches_pytorch),
