@@ -27,6 +27,22 @@ static void allocations_are_aligned_and_padding_counts(void **state) {
     arena_free(&arena);
 }
 
+/* A block of 2 MiB or more starts on a 2 MiB boundary (a huge page; arena.c), and everything in
+ * it is usable: an allocation of 5 MiB gets a block of its own, and its last byte can be
+ * written. Smaller blocks keep the 64-byte alignment. */
+static void large_blocks_start_on_a_huge_page(void **state) {
+    (void)state;
+    Arena arena = {0};
+    unsigned char *small = arena_alloc(&arena, 100); /* the first, 1 MiB block */
+    unsigned char *large = arena_alloc(&arena, 5 * MIB);
+    assert_true(is_aligned(small));
+    assert_int_equal((uintptr_t)arena.head % (2 * MIB), 0);
+    assert_true(large >= (unsigned char *)arena.head && is_aligned(large));
+    memset(large, 1, 5 * MIB);
+    assert_int_equal(large[5 * MIB - 1], 1);
+    arena_free(&arena);
+}
+
 static void calloc_zeroes_reused_memory(void **state) {
     (void)state;
     Arena arena = {0};
@@ -90,6 +106,7 @@ static void a_merged_chain_serves_every_later_step(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(allocations_are_aligned_and_padding_counts),
+        cmocka_unit_test(large_blocks_start_on_a_huge_page),
         cmocka_unit_test(calloc_zeroes_reused_memory),
         cmocka_unit_test(peak_is_the_busiest_step),
         cmocka_unit_test(a_merged_chain_serves_every_later_step),
