@@ -118,20 +118,26 @@ static int items_in_parallel(const AttentionPlan *p) {
 
 /* Row i of P from its scores, in place: row holds S_ij / c for j in [c0, c1) on entry (the
  * gemm's q_i . k_j); on return P_ij, 0 outside seen(i).
- * The entries outside seen(i) are first set to -inf, so that every pass runs over the whole
- * block row [c0, c1): a multiple of the vector width for the causal blocks, where a pass over
- * seen(i) alone ended in a scalar remainder of up to 15 exps per row, as long as its vector
- * part. e^-inf is exactly 0 (vmath_expf clamps it to e^-104, which rounds to 0), so they come
- * out 0 and add nothing to the sum.
+ * The passes run over [c0, end): seen(i) = [lo, hi] widened to whole vectors (SOFTMAX_LANES
+ * from c0) but not past c1, with the hidden entries in it set to -inf first. A pass over seen(i)
+ * alone ended in a scalar remainder of up to 15 exps per row, as long as its vector part; a pass
+ * over all of [c0, c1) spent a fifth of its exps on the masked half of a causal diagonal block.
+ * e^-inf is exactly 0 (vmath_expf clamps it to e^-104, which rounds to 0), so the hidden entries
+ * come out 0 and add nothing to the sum; [end, c1) is zeroed.
  * The maximum is taken over the raw dot products, m = max q_i . k_j: c > 0 and rounding is
  * monotonic, so fl(c m) is the maximum of the rounded scores fl(c q_i . k_j), bit for bit, and
  * the max needs no multiply (max_of, simd.h, vectorises; scaling in place first made it a
  * scalar loop). */
+enum { SOFTMAX_LANES = 16 };
+
 static void softmax_row(const AttentionPlan *p, int i, int c0, int c1, real *row) {
     int lo = first_key(p, i), hi = last_key(p, i);
+    int end = c0 + (hi + 1 - c0 + SOFTMAX_LANES - 1) / SOFTMAX_LANES * SOFTMAX_LANES;
+    if (end > c1) end = c1;
     for (int j = c0; j < lo; j++) row[j] = -INFINITY;
-    for (int j = hi + 1; j < c1; j++) row[j] = -INFINITY;
-    real m = max_of(row + c0, c1 - c0);
+    for (int j = hi + 1; j < end; j++) row[j] = -INFINITY;
+    for (int j = end; j < c1; j++) row[j] = 0;
+    real m = max_of(row + lo, hi + 1 - lo);
     const real scale = p->scale, shift = scale * m; /* m_i = max_l S_il */
     /* A vector of partial sums (a fixed order for a given build), in the working precision: each
      * of the L lanes adds about c1 / L terms in (0, 1], then the lanes are added, a relative
@@ -140,7 +146,7 @@ static void softmax_row(const AttentionPlan *p, int i, int c0, int c1, real *row
      * adds per vector and made this loop about twice as slow. */
     real total = 0;
 #pragma omp simd reduction(+ : total)
-    for (int j = c0; j < c1; j++) {
+    for (int j = c0; j < end; j++) {
         real score = scale * row[j]; /* S_ij, rounded as the max was */
         real e = real_exp(score - shift);
         row[j] = e;
@@ -148,7 +154,7 @@ static void softmax_row(const AttentionPlan *p, int i, int c0, int c1, real *row
     }
     real inverse = 1 / total;
 #pragma omp simd
-    for (int j = c0; j < c1; j++) row[j] *= inverse;
+    for (int j = c0; j < end; j++) row[j] *= inverse;
 }
 
 /* --- The keys' side of the products, packed once per item ---------------------------------
