@@ -1,4 +1,4 @@
-/* check_conv.c - gradient checks for the ops in ops_conv.c.
+/* check_conv.c - gradient checks for the ops in ops_conv.c and ops_conv_nlc.c.
  *
  * Step and tolerance. Convolution is bilinear in (x, w) and linear in bias: perturbing ONE
  * element leaves L = sum(r * y) linear in that element, so central differences have no
@@ -6,9 +6,10 @@
  * ~1e-9 absolute, uncomfortably close to 1e-8 relative when an input's gradient happens to be
  * small (a one-element bias). So these checks use h = 1e-3: rounding ~1e-12 absolute and 1e-8
  * relative holds with two orders of margin; a wrong backward is off by O(1) relative whatever h.
- * Average pooling is linear (same argument). Max pooling is piecewise linear; its inputs are
- * distinct values 0.05 apart (a shuffled grid), so a step of 1e-3 < 0.025 never changes which
- * element is a window's maximum, L stays linear on the stencil and the same h and 1e-8 apply. */
+ * conv1d_nlc is the same bilinear map. Average pooling is linear (same argument). Max pooling is
+ * piecewise linear; its inputs are distinct values 0.05 apart (a shuffled grid), so a step of 1e-3
+ * < 0.025 never changes which element is a window's maximum, L stays linear on the stencil and the
+ * same h and 1e-8 apply. */
 #include "gradcheck.h"
 #include "ops.h"
 
@@ -100,6 +101,41 @@ static void check_conv2d(Rng *rng, GradcheckStats *stats) {
     }
 }
 
+/* ---- conv1d_nlc: channels last, stride 1, one group ---- */
+
+typedef struct NlcCase {
+    int batch, in_channels, out_channels, kernel, pad_left, pad_right, bias;
+} NlcCase;
+
+static Tensor *conv1d_nlc_fn(Tape *tape, Tensor *const *in, void *context) {
+    const NlcCase *c = context;
+    return op_conv1d_nlc(tape, in[0], in[1], c->bias ? in[2] : NULL, c->pad_left, c->pad_right);
+}
+
+/* x (B, L, C) with odd L in 5..9, w (O, C, K), bias (O). Padding none, symmetric, causal
+ * (K - 1, 0), right only, longer than K - 1 on the left (dx's windows then start past the
+ * row), a kernel longer than x (every row is an edge row), and 1x1; with and without bias. */
+static void check_conv1d_nlc(Rng *rng, GradcheckStats *stats) {
+    const NlcCase cases[] = {
+        /* B  C  O  K  pl pr bias */
+        {1, 2, 3, 3, 0, 0, 1}, {2, 3, 2, 3, 1, 1, 0}, {2, 2, 2, 3, 2, 0, 1}, /* causal */
+        {1, 1, 2, 4, 3, 0, 0}, {2, 2, 1, 2, 0, 2, 1}, {2, 2, 3, 3, 4, 1, 1},
+        {1, 2, 2, 9, 4, 4, 1}, /* K = 9 > L: no interior row */
+        {2, 3, 2, 1, 0, 0, 1}, /* 1x1 */
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        const NlcCase *c = &cases[k];
+        int x_shape[3] = {c->batch, odd_size(rng, 5), c->in_channels};
+        int w_shape[3] = {c->out_channels, c->in_channels, c->kernel};
+        Tensor *in[3] = {gradcheck_input(rng, 3, x_shape, -1, 1),
+                         gradcheck_input(rng, 3, w_shape, -1, 1),
+                         gradcheck_input(rng, 1, &c->out_channels, -1, 1)};
+        GradcheckOptions opt = options(rng);
+        gradcheck(conv1d_nlc_fn, (void *)c, in, c->bias ? 3 : 2, &opt, stats, NULL);
+        gradcheck_free(in, 3);
+    }
+}
+
 /* ---- pooling ---- */
 
 static Tensor *avgpool_fn(Tape *tape, Tensor *const *in, void *context) {
@@ -161,9 +197,7 @@ static void check_maxpool2d(Rng *rng, GradcheckStats *stats) {
 
 const OpCheck check_table_conv[] = {
     /* All four are (bi)linear, or linear on every stencil by construction: 1e-8 (see top). */
-    {"conv1d", check_conv1d, 1e-8},
-    {"conv2d", check_conv2d, 1e-8},
-    {"avgpool2d", check_avgpool2d, 1e-8},
-    {"maxpool2d", check_maxpool2d, 1e-8},
-    {0},
+    {"conv1d", check_conv1d, 1e-8},         {"conv2d", check_conv2d, 1e-8},
+    {"conv1d_nlc", check_conv1d_nlc, 1e-8}, {"avgpool2d", check_avgpool2d, 1e-8},
+    {"maxpool2d", check_maxpool2d, 1e-8},   {0},
 };

@@ -111,6 +111,10 @@ Tensor *op_concat(Tape *tape, Tensor *const *xs, int n, int axis);
  * L_out = (L + pad_left + pad_right - K) / stride + 1. Zero padding; causal is pad_left = K-1. */
 Tensor *op_conv1d(Tape *tape, Tensor *x, Tensor *w, Tensor *bias, int stride, int pad_left,
                   int pad_right, int groups);
+/* The same on channels-last sequences, stride 1, one group (ops_conv_nlc.c): x (B, L, C),
+ * w (O, C, K) in op_conv1d's (PyTorch's) layout, bias (O) or NULL -> (B, L_out, O), L_out as
+ * above: op_conv1d of x transposed to (B, C, L), transposed back, without the transposes. */
+Tensor *op_conv1d_nlc(Tape *tape, Tensor *x, Tensor *w, Tensor *bias, int pad_left, int pad_right);
 /* x (B, C, H, W), w (O, C/groups, KH, KW), bias (O) or NULL -> (B, O, H_out, W_out),
  * H_out = (H + 2 padding - KH) / stride + 1, likewise W. */
 Tensor *op_conv2d(Tape *tape, Tensor *x, Tensor *w, Tensor *bias, int stride, int padding,

@@ -125,26 +125,30 @@ static Tensor *constant(Tape *tape, int ndim, const int *shape, real value) {
     return t;
 }
 
-/* Channel c of ab (B, 2, ...) without its channel axis: (B, ...). */
-static Tensor *channel(Tape *tape, Tensor *ab, int c) {
+/* Channel c of ab without its channel axis `axis`: ab (B, 2, H, W) with axis 1 (2-d), or
+ * (B, N, 2) with axis 2 (1-d, channels last) -> (B, H, W) or (B, N). */
+static Tensor *channel(Tape *tape, Tensor *ab, int axis, int c) {
     int shape[TENSOR_MAX_DIMS], n = 0;
     for (int d = 0; d < ab->ndim; d++)
-        if (d != 1) shape[n++] = ab->shape[d];
-    return op_reshape(tape, op_slice(tape, ab, 1, c, c + 1), n, shape);
+        if (d != axis) shape[n++] = ab->shape[d];
+    return op_reshape(tape, op_slice(tape, ab, axis, c, c + 1), n, shape);
 }
 
+/* The axis of [a, b] in the predictor's output: last in 1-d (B, N, 2), second in 2-d. */
+enum { AB_AXIS_1D = 2, AB_AXIS_2D = 1 };
+
 /* Pooling weights w = sigmoid(a) in (0, 1), one per input position; all 1 under weights=uniform.
- * ab (B, 2, ...) -> (B, ...). */
-static Tensor *pooling_weights(Tape *tape, const ContextPoolConfig *c, Tensor *ab) {
-    Tensor *a = channel(tape, ab, 0);
+ * ab holds [a, b] along `axis` (see channel) -> (B, ...). */
+static Tensor *pooling_weights(Tape *tape, const ContextPoolConfig *c, Tensor *ab, int axis) {
+    Tensor *a = channel(tape, ab, axis, 0);
     if (c->weights_uniform) return constant(tape, a->ndim, a->shape, 1);
     return op_sigmoid(tape, a);
 }
 
 /* Support sizes s = s_min + (s_max - s_min) sigmoid(b) in (s_min, s_max), one per position of
- * ab; all s_fixed under size=fixed. ab (B, 2, ...) -> (B, ...). */
-static Tensor *support_sizes(Tape *tape, const ContextPoolConfig *c, Tensor *ab) {
-    Tensor *b = channel(tape, ab, 1);
+ * ab; all s_fixed under size=fixed. ab holds [a, b] along `axis` (see channel) -> (B, ...). */
+static Tensor *support_sizes(Tape *tape, const ContextPoolConfig *c, Tensor *ab, int axis) {
+    Tensor *b = channel(tape, ab, axis, 1);
     if (c->size_fixed) return constant(tape, b->ndim, b->shape, (real)c->s_fixed);
     Tensor *unit = op_sigmoid(tape, b); /* (0, 1) */
     Tensor *spread = op_scale(tape, unit, (real)(c->s_max - c->s_min));
@@ -240,19 +244,28 @@ static void check_input1d(const ContextPool *layer, const Tensor *x) {
         cpool_fail("contextpool: x of shape %s is empty", TENSOR_SHAPE_STR(x, shape));
 }
 
-/* x (B, N, dim) -> [a, b] (B, 2, N): GELU(conv_k) then a 1x1 conv, along the sequence. */
+/* The 1-d conv layer on channels-last x (B, N, in) -> (B, N', out): its weights and padding
+ * (stride 1 and one group, as both of the predictor's) through op_conv1d_nlc, the convolution
+ * conv1d_forward computes on (B, in, N), without transposing x. */
+static Tensor *conv1d_channels_last(Tape *tape, const Conv *conv, Tensor *x) {
+    const ConvConfig *c = &conv->config;
+    int pad_left = c->causal ? c->kernel - 1 : c->padding, pad_right = c->causal ? 0 : c->padding;
+    return op_conv1d_nlc(tape, x, conv->weight, conv->bias, pad_left, pad_right);
+}
+
+/* x (B, N, dim) -> [a, b] (B, N, 2): GELU(conv_k) then a 1x1 conv, along the sequence, with the
+ * channels last throughout (no transpose of x). */
 static Tensor *predict1d(Tape *tape, const ContextPool *layer, Tensor *x) {
-    Tensor *channels_first = op_transpose(tape, x, 1, 2); /* (B, dim, N) */
-    Tensor *h = op_gelu(tape, conv1d_forward(tape, &layer->pred0, channels_first));
-    return conv1d_forward(tape, &layer->pred2, h); /* (B, 2, N) */
+    Tensor *h = op_gelu(tape, conv1d_channels_last(tape, &layer->pred0, x)); /* (B, N, hidden) */
+    return conv1d_channels_last(tape, &layer->pred2, h);                     /* (B, N, 2) */
 }
 
 Tensor *contextpool_forward(Tape *tape, const ContextPool *layer, Tensor *x, ContextPoolAux *aux) {
     check_input1d(layer, x);
     const ContextPoolConfig *c = &layer->config;
     Tensor *ab = predict1d(tape, layer, x);
-    Tensor *w = pooling_weights(tape, c, ab); /* (B, N) */
-    Tensor *s = support_sizes(tape, c, ab);   /* (B, N) */
+    Tensor *w = pooling_weights(tape, c, ab, AB_AXIS_1D); /* (B, N) */
+    Tensor *s = support_sizes(tape, c, ab, AB_AXIS_1D);   /* (B, N) */
     if (aux) *aux = (ContextPoolAux){.weights = w, .support = s};
     if (c->composed) return pool1d_composed(tape, x, w, s, c->radius, c->causal);
     return op_contextpool1d(tape, x, w, s, c->radius, c->causal, POOL_EPS);
@@ -290,17 +303,18 @@ Tensor *contextpool2d_forward(Tape *tape, const ContextPool *layer, Tensor *x,
     const ContextPoolConfig *c = &layer->config;
     Tensor *h = op_gelu(tape, conv2d_forward(tape, &layer->pred0, x)); /* (B, hidden, H, W) */
     Tensor *ab = conv2d_forward(tape, &layer->pred2, h);               /* (B, 2, H, W) */
-    Tensor *w = pooling_weights(tape, c, ab);                          /* (B, H, W) */
+    Tensor *w = pooling_weights(tape, c, ab, AB_AXIS_2D);              /* (B, H, W) */
     if (c->composed) {
         /* s only at the centres: the 1x1 conv evaluated with the pooling's stride. */
         Tensor *ab_centres = c->stride == 1 ? ab
                                             : op_conv2d(tape, h, layer->pred2.weight,
                                                         layer->pred2.bias, c->stride, 0, 1);
-        Tensor *s = support_sizes(tape, c, ab_centres); /* (B, Ho, Wo) */
+        Tensor *s = support_sizes(tape, c, ab_centres, AB_AXIS_2D); /* (B, Ho, Wo) */
         if (aux) *aux = (ContextPoolAux){.weights = w, .support = s};
         return pool2d_composed(tape, x, w, s, c->radius, c->stride);
     }
-    Tensor *s_full = support_sizes(tape, c, ab); /* (B, H, W): the op reads the centres */
+    /* (B, H, W): the op reads the centres */
+    Tensor *s_full = support_sizes(tape, c, ab, AB_AXIS_2D);
     if (aux)
         *aux = (ContextPoolAux){
             .weights = w, .support = c->stride == 1 ? s_full : at_centres(tape, s_full, c->stride)};

@@ -1,8 +1,9 @@
 /* test_contextpool.c - the ContextPool layers (layers/contextpool.h): parameter names and shapes,
  * defaults, the predictor and the pooling against plain loops written here, hand-checkable limits
  * (a tiny support copies the centre, a huge one averages the window), the fused op against the
- * composed implementation in the forward pass and in every gradient, causality bit for bit, the
- * ablations, and every bad config and bad input. */
+ * composed implementation in the forward pass and in every gradient, the channels-last predictor
+ * against the convolutions on x transposed, causality bit for bit, the ablations, and every bad
+ * config and bad input. */
 #include <stdlib.h>
 
 #include "test_util.h"
@@ -475,6 +476,84 @@ static void assert_fused_matches_composed(ContextPoolConfig config, int two_d, c
     result_free(&composed);
 }
 
+/* ---- The 1-d predictor reads x channels last ---------------------------------------------- */
+
+/* [w, s] (B, 2N) of a 1-d layer built from seed 99 (as run_layer) on a copy of x, and the
+ * gradients of x and the four parameters for an upstream gradient from seed 5. channels_first:
+ * computed as predict1d did before op_conv1d_nlc, with x transposed to (B, dim, N) and the conv
+ * layers' own forward (op_conv1d), [a, b] (B, 2, N) sliced along axis 1. */
+static Result run_predictor(ContextPoolConfig config, const Tensor *x_in, int channels_first) {
+    ParamSet params = {0};
+    Rng rng;
+    rng_seed(&rng, 99);
+    ContextPool layer;
+    contextpool_init(&layer, config, &params, "pool", &rng);
+    const ContextPoolConfig *c = &layer.config;
+    Tensor *x = tensor_create(x_in->ndim, x_in->shape, 1);
+    memcpy(x->data, x_in->data, (size_t)x->size * sizeof(real));
+    Tape *tape = tape_create();
+    Tensor *ws[2];
+    if (channels_first) {
+        int B = x->shape[0], N = x->shape[1];
+        Tensor *h = op_gelu(tape, conv1d_forward(tape, &layer.pred0, op_transpose(tape, x, 1, 2)));
+        Tensor *ab = conv1d_forward(tape, &layer.pred2, h); /* (B, 2, N) */
+        Tensor *a = op_reshape(tape, op_slice(tape, ab, 1, 0, 1), 2, (int[]){B, N});
+        Tensor *b = op_reshape(tape, op_slice(tape, ab, 1, 1, 2), 2, (int[]){B, N});
+        Tensor *s_min = tape_tensor(tape, 0, NULL);
+        tensor_fill(s_min, (real)c->s_min);
+        ws[0] = op_sigmoid(tape, a);
+        ws[1] =
+            op_add(tape, op_scale(tape, op_sigmoid(tape, b), (real)(c->s_max - c->s_min)), s_min);
+    } else {
+        ContextPoolAux aux;
+        contextpool_forward(tape, &layer, x, &aux); /* y is not used: no gradient flows from it */
+        ws[0] = aux.weights, ws[1] = aux.support;
+    }
+    Tensor *out = op_concat(tape, ws, 2, 1);
+    real *upstream = malloc((size_t)out->size * sizeof(real));
+    rng_seed(&rng, 5);
+    for (long i = 0; i < out->size; i++) upstream[i] = (real)rng_range(&rng, -1, 1);
+    tape_backward_from(tape, out, upstream);
+    Result r = {.size = {0}};
+    keep(&r, 0, out->data, out->size);
+    keep(&r, 1, x->grad, x->size);
+    for (int p = 0; p < 4; p++)
+        keep(&r, 2 + p, params.items[p].tensor->grad, params.items[p].tensor->size);
+    free(upstream);
+    tape_free(tape);
+    tensor_free(x);
+    params_free(&params);
+    return r;
+}
+
+/* w, s and every gradient of the predictor (op_conv1d_nlc on x (B, N, dim), [a, b] last) equal
+ * those of the convolutions on x transposed: causal, centred k = 3 and k = 5. Both sides are
+ * float32 chains of the same ops whose sums run in different orders, as fused and composed: the
+ * same tolerance AGREE. */
+static void predictor_matches_the_channels_first_convolutions(void **state) {
+    Fixture *f = *state;
+    static const char *const names[6] = {
+        "[w, s]", "dx", "d pred.0.weight", "d pred.0.bias", "d pred.2.weight", "d pred.2.bias"};
+    Tensor *x = random_tensor(3, (int[]){2, 12, 8}, &f->rng, 0);
+    for (int variant = 0; variant < 3; variant++) {
+        ContextPoolConfig config = contextpool_default_config(8, variant == 0);
+        config.kernel = variant == 2 ? 5 : 3;
+        Result last = run_predictor(config, x, 0), first = run_predictor(config, x, 1);
+        for (int k = 0; k < 6; k++) {
+            assert_int_equal(last.size[k], first.size[k]);
+            for (long i = 0; i < last.size[k]; i++) {
+                double a = first.values[k][i], b = last.values[k][i];
+                if (!(fabs(a - b) <= AGREE * fmax(1, fabs(a))))
+                    fail_msg("variant %d: %s element %ld: channels first %.17g, last %.17g",
+                             variant, names[k], i, a, b);
+            }
+        }
+        result_free(&last);
+        result_free(&first);
+    }
+    tensor_free(x);
+}
+
 static void fused_equals_composed_1d(void **state) {
     Fixture *f = *state;
     const struct {
@@ -735,6 +814,7 @@ int main(void) {
         TEST(fused_equals_composed_1d),
         TEST(fused_equals_composed_2d),
         TEST(fused_equals_composed_under_ablations),
+        TEST(predictor_matches_the_channels_first_convolutions),
         TEST(causal_layer_output_ignores_later_tokens_bit_for_bit),
         TEST(uniform_weights_are_all_one_and_fixed_support_all_s_fixed),
         TEST(support_stays_within_s_min_s_max),

@@ -1,5 +1,6 @@
-/* test_conv.c - conv1d, conv2d, avgpool2d, maxpool2d: hand-computed values and gradients, output
- * sizes, causality, a direct-loop reference, and every bad-input path. */
+/* test_conv.c - conv1d, conv2d, conv1d_nlc, avgpool2d, maxpool2d: hand-computed values and
+ * gradients, output sizes, causality, a direct-loop reference, conv1d_nlc against conv1d between
+ * transposes, and every bad-input path. */
 #include "test_util.h"
 
 #include <float.h>
@@ -288,7 +289,7 @@ static void conv_backward_accumulates_and_no_grad_records_nothing(void **state) 
 }
 
 /* ---- the batched path (one group, >= 8 output channels, C KH KW >= 64) ----
- * These shapes take ops_conv.c's batched channels-last path (its header says when), which the
+ * These shapes take the batched channels-last path (conv_batched.c says when), which the
  * small shapes above do not reach. Each case is checked against the definition in double:
  * y, and for L = sum(y * seed) the gradients dx, dw, dbias. */
 
@@ -315,8 +316,8 @@ static void assert_within(const char *what, int case_index, const double *expect
                           const double *bound, const real *got, long n) {
     for (long i = 0; i < n; i++)
         if (!(fabs((double)got[i] - expected[i]) <= bound[i]))
-            fail_msg("batched case %d: %s[%ld]: expected %.17g, got %.17g (bound %.3g)", case_index,
-                     what, i, expected[i], (double)got[i], bound[i]);
+            fail_msg("case %d: %s[%ld]: expected %.17g, got %.17g (bound %.3g)", case_index, what,
+                     i, expected[i], (double)got[i], bound[i]);
 }
 
 /* Sums by the definition: value[n] and the sum of the absolute values of its terms. */
@@ -383,13 +384,13 @@ static void check_batched_case(int index, const ConvCase *k, Rng *rng) {
     long longest = y->size > x->size ? y->size : x->size;
     double *bound = malloc((size_t)(longest > w->size ? longest : w->size) * sizeof(double));
     set_bounds(&ys, y->size, (long)C * KH * KW + 1, bound);
-    assert_within("y", index, ys.value, bound, y->data, y->size);
+    assert_within("batched y", index, ys.value, bound, y->data, y->size);
     set_bounds(&dxs, x->size, (long)O * KH * KW, bound);
-    assert_within("dx", index, dxs.value, bound, x->grad, x->size);
+    assert_within("batched dx", index, dxs.value, bound, x->grad, x->size);
     set_bounds(&dws, w->size, (long)B * Ho * Wo, bound);
-    assert_within("dw", index, dws.value, bound, w->grad, w->size);
+    assert_within("batched dw", index, dws.value, bound, w->grad, w->size);
     set_bounds(&dbs, O, (long)B * Ho * Wo, bound);
-    assert_within("dbias", index, dbs.value, bound, bias->grad, O);
+    assert_within("batched dbias", index, dbs.value, bound, bias->grad, O);
     free(bound);
     sums_free(&ys);
     sums_free(&dxs);
@@ -492,6 +493,191 @@ static void batched_conv_of_an_empty_batch_is_empty(void **state) {
            *w = tensor_create(3, (int[]){8, 64, 3}, 1);
     Tensor *y = op_conv1d(tape, x, w, NULL, 1, 2, 0, 1);
     assert_shape(y, 3, (int[]){0, 8, 10});
+    const real no_seed[1] = {0}; /* y has no elements: nothing is read */
+    tape_backward_from(tape, y, no_seed);
+    for (long i = 0; i < w->size; i++) assert_true(w->grad[i] == 0);
+    tape_free(tape);
+    tensor_free(x);
+    tensor_free(w);
+}
+
+/* ---- conv1d_nlc: channels-last x (B, L, C) -> (B, L_out, O) ---- */
+
+/* X5 and DIFF again, as one channel last: x (1, 5, 1), y (1, 3, 1), the same numbers as
+ * conv1d_is_cross_correlation. Then two channels: with w (2, 2, 1) the identity, y = x; with
+ * w = [[1, 0.5]] each output row is x[l, 0] + 0.5 x[l, 1]: rows are positions, columns channels. */
+static void conv1d_nlc_by_hand(void **state) {
+    (void)state;
+    Tape *tape = tape_create();
+    Tensor *x = tensor_of(3, (int[]){1, 5, 1}, X5, 5, 1),
+           *w = tensor_of(3, (int[]){1, 1, 3}, DIFF, 3, 1);
+    Tensor *bias = tensor_of(1, (int[]){1}, VALUES(0.5), 1);
+    Tensor *y = op_conv1d_nlc(tape, x, w, bias, 0, 0);
+    assert_shape(y, 3, (int[]){1, 3, 1});
+    double expected[3] = {-3 + 0.5, -5 + 0.5, -7 + 0.5};
+    assert_close(expected, y->data, 3, TOLERANCE, "y = x[i] - x[i+2] + 0.5");
+    tape_backward_from(tape, y, ones(tape, 3));
+    double dw[3] = {1 + 2 + 4, 2 + 4 + 7, 4 + 7 + 11}, dx[5] = {1, 1, 0, -1, -1}, db = 3;
+    assert_close(dw, w->grad, 3, TOLERANCE, "dw");
+    assert_close(dx, x->grad, 5, TOLERANCE, "dx");
+    assert_close(&db, bias->grad, 1, TOLERANCE, "dbias");
+
+    /* causal (pad_left = 2): y[i] = x[i - 2] - x[i], x = 0 before the start */
+    Tensor *causal = op_conv1d_nlc(tape, x, w, NULL, 2, 0);
+    double shifted[5] = {-1, -2, 1 - 4, 2 - 7, 4 - 11};
+    assert_close(shifted, causal->data, 5, TOLERANCE, "causal y");
+
+    Tensor *x2 = tensor_of(3, (int[]){1, 2, 2}, VALUES(1, 10, 2, 20), 0);
+    Tensor *identity = tensor_of(3, (int[]){2, 2, 1}, VALUES(1, 0, 0, 1), 0);
+    Tensor *mix = tensor_of(3, (int[]){1, 2, 1}, VALUES(1, 0.5), 0);
+    double same[4] = {1, 10, 2, 20}, mixed[2] = {1 + 5, 2 + 10};
+    assert_close(same, op_conv1d_nlc(tape, x2, identity, NULL, 0, 0)->data, 4, TOLERANCE, "y = x");
+    assert_close(mixed, op_conv1d_nlc(tape, x2, mix, NULL, 0, 0)->data, 2, TOLERANCE, "mixed");
+    tape_free(tape);
+    Tensor *owned[] = {x, w, bias, x2, identity, mix};
+    for (size_t k = 0; k < sizeof owned / sizeof owned[0]; k++) tensor_free(owned[k]);
+}
+
+typedef struct NlcCase {
+    int batch, length, channels, out_channels, kernel, pad_left, pad_right, bias;
+} NlcCase;
+
+/* y, dx, dw, dbias (in that order; dbias 0 in a case without bias) for the seed, through `run`
+ * and copied out (owned); the gradients are zeroed again. */
+typedef Tensor *(*NlcRun)(Tape *tape, const NlcCase *k, Tensor *x, Tensor *w, Tensor *bias);
+static real *nlc_results(NlcRun run, const NlcCase *k, Tensor *x, Tensor *w, Tensor *bias,
+                         const real *seed, long *y_size) {
+    Tape *tape = tape_create();
+    Tensor *y = run(tape, k, x, w, bias);
+    tape_backward_from(tape, y, seed);
+    *y_size = y->size;
+    real *all = malloc((size_t)(y->size + x->size + w->size + bias->size) * sizeof(real)),
+         *at = all;
+    memcpy(at, y->data, (size_t)y->size * sizeof(real));
+    at += y->size;
+    Tensor *inputs[3] = {x, w, bias};
+    for (int i = 0; i < 3; i++) {
+        if (inputs[i] == bias && !k->bias)
+            memset(at, 0, (size_t)bias->size * sizeof(real));
+        else
+            memcpy(at, inputs[i]->grad, (size_t)inputs[i]->size * sizeof(real));
+        at += inputs[i]->size;
+        tensor_zero_grad(inputs[i]);
+    }
+    tape_free(tape);
+    return all;
+}
+
+static Tensor *run_nlc(Tape *tape, const NlcCase *k, Tensor *x, Tensor *w, Tensor *bias) {
+    return op_conv1d_nlc(tape, x, w, k->bias ? bias : NULL, k->pad_left, k->pad_right);
+}
+
+/* What predict1d did before op_conv1d_nlc: transpose, op_conv1d, transpose back. */
+static Tensor *run_transposed(Tape *tape, const NlcCase *k, Tensor *x, Tensor *w, Tensor *bias) {
+    Tensor *channels_first = op_transpose(tape, x, 1, 2);
+    Tensor *y =
+        op_conv1d(tape, channels_first, w, k->bias ? bias : NULL, 1, k->pad_left, k->pad_right, 1);
+    return op_transpose(tape, y, 1, 2);
+}
+
+/* Bounds on |got - want| for y, dx, dw and dbias laid out as nlc_results. Each result of a sum
+ * of n terms t_i is within n eps sum|t_i| of the exact sum (the bound of set_bounds, n counting
+ * the bias or the add into a zero gradient), so two results of the same sum computed in
+ * different orders are within 2 n eps sum|t_i| of each other: set_bounds's bound, with
+ * sum|t_i| from the definition in double. Owned. */
+static double *nlc_bounds(const NlcCase *k, const Tensor *x, const Tensor *w, const Tensor *bias,
+                          const real *seed) {
+    const int B = k->batch, L = k->length, C = k->channels, O = k->out_channels, K = k->kernel;
+    const int L_out = L + k->pad_left + k->pad_right - K + 1;
+    const long y_size = (long)B * L_out * O;
+    Sums ys = sums_create(y_size), dxs = sums_create(x->size), dws = sums_create(w->size);
+    Sums dbs = sums_create(O);
+    for (int b = 0; b < B; b++)
+        for (int l = 0; l < L_out; l++)
+            for (int o = 0; o < O; o++) {
+                long yn = ((long)b * L_out + l) * O + o;
+                if (k->bias) sums_add(&ys, yn, bias->data[o]);
+                sums_add(&dbs, o, seed[yn]);
+                for (int p = 0; p < K; p++) {
+                    int t = l + p - k->pad_left;
+                    if (t < 0 || t >= L) continue;
+                    for (int c = 0; c < C; c++) {
+                        long xn = ((long)b * L + t) * C + c, wn = ((long)o * C + c) * K + p;
+                        sums_add(&ys, yn, (double)w->data[wn] * x->data[xn]);
+                        sums_add(&dxs, xn, (double)w->data[wn] * seed[yn]);
+                        sums_add(&dws, wn, (double)x->data[xn] * seed[yn]);
+                    }
+                }
+            }
+    double *bound = malloc((size_t)(y_size + x->size + w->size + O) * sizeof(double));
+    set_bounds(&ys, y_size, (long)C * K + 1, bound);
+    set_bounds(&dxs, x->size, (long)O * K, bound + y_size);
+    set_bounds(&dws, w->size, (long)B * L_out, bound + y_size + x->size);
+    set_bounds(&dbs, O, (long)B * L_out, bound + y_size + x->size + w->size);
+    sums_free(&ys);
+    sums_free(&dxs);
+    sums_free(&dws);
+    sums_free(&dbs);
+    return bound;
+}
+
+/* op_conv1d_nlc against op_conv1d between transposes (what predict1d did before): y, dx, dw and
+ * dbias, within nlc_bounds (op_conv1d takes its batched path on the larger cases). The cases:
+ * the char-LM's causal k = 3 (scaled down to B 2, L 64: gemm-sized interior rows), symmetric,
+ * none, right-only padding, a left padding longer than K - 1 (dx's windows then start past the
+ * row), L < K (every row an edge row), and a 1x1 kernel without bias. */
+static void conv1d_nlc_matches_transposed_conv1d(void **state) {
+    (void)state;
+    Rng rng;
+    rng_seed(&rng, 23);
+    const NlcCase cases[] = {
+        /* B  L   C   O  K  pl pr bias */
+        {2, 64, 128, 32, 3, 2, 0, 1}, {2, 20, 32, 8, 3, 2, 0, 1}, {2, 11, 5, 3, 3, 1, 1, 1},
+        {1, 9, 4, 2, 3, 0, 0, 1},     {2, 7, 3, 4, 2, 0, 2, 1},   {2, 6, 3, 2, 3, 4, 1, 1},
+        {2, 2, 3, 2, 4, 3, 1, 1},     {3, 10, 16, 2, 1, 0, 0, 0},
+    };
+    static const char *const names[4] = {"conv1d_nlc y", "conv1d_nlc dx", "conv1d_nlc dw",
+                                         "conv1d_nlc dbias"};
+    for (int index = 0; index < (int)(sizeof cases / sizeof cases[0]); index++) {
+        const NlcCase *k = &cases[index];
+        const int B = k->batch, L = k->length, C = k->channels, O = k->out_channels;
+        const long y_size = (long)B * (L + k->pad_left + k->pad_right - k->kernel + 1) * O;
+        Tensor *x = random_tensor(&rng, 3, (int[]){B, L, C}, 1);
+        Tensor *w = random_tensor(&rng, 3, (int[]){O, C, k->kernel}, 1);
+        Tensor *bias = random_tensor(&rng, 1, (int[]){O}, 1);
+        real *seed = malloc((size_t)y_size * sizeof(real));
+        for (long n = 0; n < y_size; n++) seed[n] = (real)rng_range(&rng, -1, 1);
+        long got_size, want_size;
+        real *got = nlc_results(run_nlc, k, x, w, bias, seed, &got_size);
+        real *want = nlc_results(run_transposed, k, x, w, bias, seed, &want_size);
+        assert_int_equal(got_size, y_size);
+        assert_int_equal(want_size, y_size);
+        double *bound = nlc_bounds(k, x, w, bias, seed);
+        const long sizes[4] = {y_size, x->size, w->size, O};
+        long n_all = y_size + x->size + w->size + O;
+        double *expected = malloc((size_t)n_all * sizeof(double));
+        for (long i = 0; i < n_all; i++) expected[i] = want[i];
+        for (long part = 0, at = 0; part < 4; at += sizes[part++])
+            assert_within(names[part], index, expected + at, bound + at, got + at, sizes[part]);
+        free(expected);
+        free(bound);
+        free(got);
+        free(want);
+        free(seed);
+        tensor_free(x);
+        tensor_free(w);
+        tensor_free(bias);
+    }
+}
+
+/* An empty batch: an empty output, and backward runs and adds nothing. */
+static void conv1d_nlc_of_an_empty_batch_is_empty(void **state) {
+    (void)state;
+    Tape *tape = tape_create();
+    Tensor *x = tensor_create(3, (int[]){0, 10, 64}, 1),
+           *w = tensor_create(3, (int[]){8, 64, 3}, 1);
+    Tensor *y = op_conv1d_nlc(tape, x, w, NULL, 2, 0);
+    assert_shape(y, 3, (int[]){0, 10, 8});
     const real no_seed[1] = {0}; /* y has no elements: nothing is read */
     tape_backward_from(tape, y, no_seed);
     for (long i = 0; i < w->size; i++) assert_true(w->grad[i] == 0);
@@ -636,6 +822,37 @@ static void conv_rejects_bad_arguments(void **state) {
     for (size_t k = 0; k < sizeof owned / sizeof owned[0]; k++) tensor_free(owned[k]);
 }
 
+static void conv1d_nlc_rejects_bad_arguments(void **state) {
+    (void)state;
+    Tape *tape = tape_create();
+    Tensor *x = tensor_create(3, (int[]){2, 5, 4}, 0), *w = tensor_create(3, (int[]){6, 4, 3}, 0);
+    Tensor *x4 = tensor_create(4, (int[]){2, 4, 5, 5}, 0),
+           *w4 = tensor_create(4, (int[]){6, 4, 3, 3}, 0);
+    Tensor *w_empty = tensor_create(3, (int[]){6, 4, 0}, 0),
+           *w_grouped = tensor_create(3, (int[]){6, 2, 3}, 0);
+    Tensor *bias = tensor_create(1, (int[]){5}, 0), *w_big = tensor_create(3, (int[]){6, 4, 8}, 0);
+    EXPECT_FAIL(op_conv1d_nlc(tape, x4, w, NULL, 0, 0),
+                "op_conv1d_nlc: x must be (B, L, C), got shape (2, 4, 5, 5)");
+    EXPECT_FAIL(op_conv1d_nlc(tape, x, w4, NULL, 0, 0),
+                "op_conv1d_nlc: w must be (O, C, K) with every size >= 1, got shape (6, 4, 3, 3)");
+    EXPECT_FAIL(op_conv1d_nlc(tape, x, w_empty, NULL, 0, 0),
+                "op_conv1d_nlc: w must be (O, C, K) with every size >= 1, got shape (6, 4, 0)");
+    EXPECT_FAIL(op_conv1d_nlc(tape, x, w_grouped, NULL, 0, 0),
+                "op_conv1d_nlc: w (6, 2, 3) has 2 input channels, x (2, 5, 4) has 4 (its last "
+                "axis; one group only)");
+    EXPECT_FAIL(op_conv1d_nlc(tape, x, w, bias, 0, 0),
+                "op_conv1d_nlc: bias must be (6) for w (6, 4, 3), got shape (5)");
+    EXPECT_FAIL(op_conv1d_nlc(tape, x, w, NULL, -1, 0),
+                "op_conv1d_nlc: padding must be >= 0, got pad_left = -1, pad_right = 0");
+    EXPECT_FAIL(op_conv1d_nlc(tape, x, w_big, NULL, 1, 1),
+                "op_conv1d_nlc: kernel 8 of w (6, 4, 8) is larger than the padded input 7 (x (2, "
+                "5, 4), padding 1 + 1)");
+    assert_int_equal(op_conv1d_nlc(tape, x, w_big, NULL, 2, 1)->shape[1], 1); /* fits padded */
+    tape_free(tape);
+    Tensor *owned[] = {x, w, x4, w4, w_empty, w_grouped, bias, w_big};
+    for (size_t k = 0; k < sizeof owned / sizeof owned[0]; k++) tensor_free(owned[k]);
+}
+
 static void pooling_rejects_bad_arguments(void **state) {
     (void)state;
     Tape *tape = tape_create();
@@ -670,12 +887,16 @@ int main(void) {
         cmocka_unit_test(batched_conv_matches_the_definition),
         cmocka_unit_test(batched_conv_is_bit_identical_across_thread_counts),
         cmocka_unit_test(batched_conv_of_an_empty_batch_is_empty),
+        cmocka_unit_test(conv1d_nlc_by_hand),
+        cmocka_unit_test(conv1d_nlc_matches_transposed_conv1d),
+        cmocka_unit_test(conv1d_nlc_of_an_empty_batch_is_empty),
         cmocka_unit_test(avgpool_averages_each_window),
         cmocka_unit_test(maxpool_takes_each_window_maximum),
         cmocka_unit_test(pooling_output_size_is_floored),
         cmocka_unit_test(maxpool_ties_send_the_gradient_to_the_first_maximum),
         cmocka_unit_test(maxpool_propagates_nan_as_torch),
         cmocka_unit_test(conv_rejects_bad_arguments),
+        cmocka_unit_test(conv1d_nlc_rejects_bad_arguments),
         cmocka_unit_test(pooling_rejects_bad_arguments),
     };
     return cmocka_run_group_tests_name("conv (" REAL_NAME ")", tests, NULL, NULL);

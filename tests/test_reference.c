@@ -412,6 +412,11 @@ static Tensor *run_conv1d(Run *r) {
     return op_conv1d(r->tape, x, w, bias, param_int(r->c, "stride"), param_int(r->c, "pad_left"),
                      param_int(r->c, "pad_right"), param_int(r->c, "groups"));
 }
+static Tensor *run_conv1d_nlc(Run *r) {
+    Tensor *bias = param_int(r->c, "bias") ? input(r, "bias") : NULL;
+    return op_conv1d_nlc(r->tape, input(r, "x"), input(r, "w"), bias, param_int(r->c, "pad_left"),
+                         param_int(r->c, "pad_right"));
+}
 static Tensor *run_conv2d(Run *r) {
     Tensor *x = input(r, "x"), *w = input(r, "w");
     Tensor *bias = param_int(r->c, "bias") ? input(r, "bias") : NULL;
@@ -468,6 +473,7 @@ static const OpEntry op_table[] = {
     {"dropout", run_dropout},
     {"conv1d", run_conv1d},
     {"conv2d", run_conv2d},
+    {"conv1d_nlc", run_conv1d_nlc},
     {"avgpool2d", run_avgpool2d},
     {"maxpool2d", run_maxpool2d},
 };

@@ -427,6 +427,29 @@ def conv_cases():
                  {"x": uniform(shape)}, {"kernel": kernel, "stride": stride})
 
 
+def conv1d_nlc_cases():
+    """op_conv1d_nlc: x (B, L, C) channels last, w (O, C, K) as conv1d's -> (B, L_out, O); torch's
+    conv1d between transposes. Drawn after every other case, so the earlier files keep their
+    bytes."""
+    def conv1d_nlc(t, pad_left, pad_right):
+        x = F.pad(t["x"].transpose(1, 2), (pad_left, pad_right))
+        return F.conv1d(x, t["w"], t.get("bias")).transpose(1, 2)
+
+    for name, B, L, C, O, K, pad_left, pad_right, has_bias in (
+        ("causal", 2, 7, 4, 3, 3, 2, 0, 1),  # the ContextPool predictor's first conv
+        ("symmetric", 1, 6, 3, 2, 3, 1, 1, 1),
+        ("right_only", 2, 5, 2, 3, 2, 0, 1, 0),
+        ("pointwise", 2, 4, 3, 2, 1, 0, 0, 1),  # its second conv, 1x1
+        ("kernel_over_length", 1, 2, 2, 2, 4, 3, 1, 1),  # L < K: every output row is an edge row
+    ):
+        inputs = {"x": uniform((B, L, C)), "w": uniform((O, C, K))}
+        if has_bias:
+            inputs["bias"] = uniform((O,))
+        case("conv1d_nlc", name,
+             lambda t, e, pl=pad_left, pr=pad_right: conv1d_nlc(t, pl, pr),
+             inputs, {"pad_left": pad_left, "pad_right": pad_right, "bias": has_bias})
+
+
 # --- Fixtures for the .npy reader itself (tests/test_npy.c) --------------------------------
 
 
@@ -449,7 +472,8 @@ def npy_format_files():
 # writing, so other fixtures in tests/reference (layers/) are left alone.
 OPS = ("add sub mul div neg scale pow exp log sqrt abs clamp tanh sigmoid softplus relu gelu "
        "matmul sum mean max softmax log_softmax cross_entropy layernorm embedding reshape "
-       "transpose permute slice concat masked_fill dropout conv1d conv2d avgpool2d maxpool2d").split()
+       "transpose permute slice concat masked_fill dropout conv1d conv2d avgpool2d maxpool2d "
+       "conv1d_nlc").split()
 
 
 def main():
@@ -465,6 +489,7 @@ def main():
     nn_cases()
     shape_cases()
     conv_cases()
+    conv1d_nlc_cases()
     with open(os.path.join(HERE, "cases.txt"), "w") as f:
         f.write("# Written by make_fixtures.py (seed %d, torch %s): op case key=value ... "
                 "grads=inputs\n" % (SEED, torch.__version__))
