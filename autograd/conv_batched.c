@@ -60,6 +60,7 @@
 
 #include "conv_batched.h"
 #include "gemm.h"
+#include "simd.h"
 #include "util.h"
 
 typedef struct ColumnPlan {
@@ -95,47 +96,14 @@ static ColumnPlan column_plan(const ConvGeometry *g) {
     return c;
 }
 
-/* dst[j dst_stride + i] = src[i src_stride + j] (or += when add) for i, j < TRANSPOSE_TILE.
- *
- * With AVX-512 floats the 16 x 16 tile is transposed in registers, as gemm.c's packing does
- * (see transpose_block there for the derivation): stage h swaps the off-diagonal h x h blocks
- * of every 2h x 2h block, for h = 8, 4, 2, 1; SWAP_LOW_h / SWAP_HIGH_h list the lanes of the two
- * new rows (16 + j is lane j of the second vector). The plain loop below it, which is what
- * doubles and other targets get, compiled to one scalar insert per element with GCC and took
- * a quarter of the conv1d's time in the char-LM. */
-#if defined(__AVX512F__) && !defined(CPOOL_DOUBLE)
+/* dst[j dst_stride + i] = src[i src_stride + j] (or += when add) for i, j < TRANSPOSE_TILE:
+ * simd.h's register transpose where there is one (AVX-512 floats), else the plain loop, which
+ * GCC compiles to one scalar insert per element (it took a quarter of the conv1d's time in the
+ * char-LM before the register version). */
+#if SIMD_TRANSPOSE_16
 enum { TRANSPOSE_TILE = 16 };
-typedef float tile_row __attribute__((vector_size(64)));
-#define SWAP_LOW_8  0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23
-#define SWAP_HIGH_8 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31
-#define SWAP_LOW_4  0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27
-#define SWAP_HIGH_4 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31
-#define SWAP_LOW_2  0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29
-#define SWAP_HIGH_2 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31
-#define SWAP_LOW_1  0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30
-#define SWAP_HIGH_1 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31
-#define SWAP_BLOCKS(v, h)                                                                          \
-    for (int i = 0; i < 16; i++)                                                                   \
-        if (!(i & (h))) {                                                                          \
-            tile_row lo = v[i], hi = v[i + (h)];                                                   \
-            v[i] = __builtin_shufflevector(lo, hi, SWAP_LOW_##h);                                  \
-            v[i + (h)] = __builtin_shufflevector(lo, hi, SWAP_HIGH_##h);                           \
-        }
 static void transpose_tile(const real *src, long src_stride, real *dst, long dst_stride, int add) {
-    tile_row v[16]; /* v[i] = src row i; after the swaps, dst row j */
-    for (int i = 0; i < 16; i++) memcpy(&v[i], src + i * src_stride, sizeof(tile_row));
-    SWAP_BLOCKS(v, 8)
-    SWAP_BLOCKS(v, 4)
-    SWAP_BLOCKS(v, 2)
-    SWAP_BLOCKS(v, 1)
-    for (int j = 0; j < 16; j++) {
-        if (add) {
-            tile_row old;
-            memcpy(&old, dst + j * dst_stride, sizeof(tile_row));
-            v[j] += old;
-        }
-        memcpy(dst + j * dst_stride, &v[j], sizeof(tile_row));
-    }
+    transpose_16x16(src, src_stride, dst, dst_stride, add);
 }
 #else
 enum { TRANSPOSE_TILE = 8 };

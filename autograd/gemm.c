@@ -282,49 +282,10 @@ typedef struct Strided {
     long row_stride, k_stride;
 } Strided;
 
-/* A VL x VL block transposed in registers, for the transposing pack below (16 x 16 floats
- * with AVX-512; other vector widths and double keep the plain loop):
- *     for (r = 0; r < VL; r++)
- *         for (p = 0; p < VL; p++) to[p * to_stride + r] = from[r * from_stride + p];
- * The plain loop moves one real per load and store: packing W in y = x W^T and k in attention's
- * q k^T took ~2% of charlm_step_cp (4.4 ms a step). This does VL loads, VL stores and 4 VL
- * two-vector shuffles, and halved that time. Transposing [[A, B], [C, D]] (h x h blocks) gives
- * [[A', C'], [B', D']]: swap the off-diagonal blocks, then transpose each block the same way.
- * Stage h swaps the h x h blocks of every 2h x 2h block at once; for rows i and i + h (i & h
- * clear), lane j of the new rows is
- *     row i:      j & h clear: lane j of row i        j & h set: lane j - h of row i + h
- *     row i + h:  j & h clear: lane j + h of row i    j & h set: lane j of row i + h
- * (SWAP_LOW_h and SWAP_HIGH_h list these; in __builtin_shufflevector index 16 + j is lane j of
- * the second vector). After the stages h = 8, 4, 2, 1, row p holds column p. */
-#if VECTOR_BYTES == 64 && !defined(CPOOL_DOUBLE) /* VL == 16 floats */
-#define TRANSPOSE_IN_REGISTERS 1
-#define SWAP_LOW_8             0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23
-#define SWAP_HIGH_8            8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31
-#define SWAP_LOW_4             0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27
-#define SWAP_HIGH_4            4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31
-#define SWAP_LOW_2             0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29
-#define SWAP_HIGH_2            2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31
-#define SWAP_LOW_1             0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30
-#define SWAP_HIGH_1            1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31
-#define SWAP_BLOCKS(v, h)                                                                          \
-    for (int i = 0; i < 16; i++)                                                                   \
-        if (!(i & (h))) {                                                                          \
-            vreal lo = v[i], hi = v[i + (h)];                                                      \
-            v[i] = __builtin_shufflevector(lo, hi, SWAP_LOW_##h);                                  \
-            v[i + (h)] = __builtin_shufflevector(lo, hi, SWAP_HIGH_##h);                           \
-        }
-static inline void transpose_block(const real *from, long from_stride, real *to, long to_stride) {
-    vreal v[16]; /* v[r] = from row r, at the end to row p */
-    for (int r = 0; r < 16; r++) memcpy(&v[r], from + r * from_stride, sizeof(vreal));
-    SWAP_BLOCKS(v, 8)
-    SWAP_BLOCKS(v, 4)
-    SWAP_BLOCKS(v, 2)
-    SWAP_BLOCKS(v, 1)
-    for (int p = 0; p < 16; p++) memcpy(to + p * to_stride, &v[p], sizeof(vreal));
-}
-#else
-#define TRANSPOSE_IN_REGISTERS 0
-#endif
+/* The transposing pack moves 16 x 16 blocks through registers with simd.h's transpose_16x16
+ * where it has one (AVX-512 floats): the plain loop moved one real per load and store, and
+ * packing W in y = x W^T and k in attention's q k^T took ~2% of charlm_step_cp (4.4 ms a step);
+ * the register transpose halved that. */
 
 /* Pack rows [r0, r0 + rows) x k in [k0, k0 + kc) of x into micro-panels of `width` rows (the
  * tile's rows for A, its columns for B): panel q holds rows r0 + q * width ..., stored k by k, so
@@ -348,13 +309,13 @@ static inline void pack(Strided x, int r0, int rows, int k0, int kc, const int w
             }
         } else { /* each row is contiguous along k (k_stride == 1): transpose */
             int p0 = 0;
-#if TRANSPOSE_IN_REGISTERS
+#if SIMD_TRANSPOSE_16
             /* a full panel, VL x VL blocks in registers; the k's left over below */
             if (valid == width && width % VL == 0)
                 for (; p0 + VL <= kc; p0 += VL)
                     for (int r = 0; r < width; r += VL)
-                        transpose_block(src + r * x.row_stride + p0, x.row_stride,
-                                        dst + (long)p0 * width + r, width);
+                        transpose_16x16(src + r * x.row_stride + p0, x.row_stride,
+                                        dst + (long)p0 * width + r, width, 0);
 #endif
             for (; p0 < kc; p0 += K_STEP) {
                 int p_end = kc - p0 < K_STEP ? kc : p0 + K_STEP;
