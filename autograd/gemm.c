@@ -137,18 +137,27 @@ enum {
 
 /* --- The micro-kernel -------------------------------------------------------------------- */
 
+/* How a tile goes into C: C = tile (overwrite) or C += tile, then + bias[j] on every row when
+ * bias is not NULL (gemm_bias: only on the last k-block, so each element is its whole sum, then
+ * the bias, the order of a product followed by a separate bias pass). */
+typedef struct TileStore {
+    int overwrite;
+    const real *bias; /* the bias of the tile's first column, or NULL */
+} TileStore;
+
 /* C[0..rows-1][0..cols-1] = tile (overwrite) or += tile, where tile(i, j) = tile[i * width + j].
  * Only the ragged tiles at the bottom and right edges of C come here; the kernels store full
  * tiles themselves. */
 static void store_tile(const real *tile, int width, int rows, int cols, real *C, long ldc,
-                       int overwrite) {
+                       TileStore store) {
     for (int i = 0; i < rows; i++) {
         real *restrict c = C + i * ldc;
         const real *restrict t = tile + i * width;
-        if (overwrite)
+        if (store.overwrite)
             for (int j = 0; j < cols; j++) c[j] = t[j];
         else
             for (int j = 0; j < cols; j++) c[j] += t[j];
+        for (int j = 0; store.bias && j < cols; j++) c[j] += store.bias[j];
     }
 }
 
@@ -168,7 +177,7 @@ static void store_tile(const real *tile, int width, int rows, int cols, real *C,
 KERNEL_FP_CONTRACT
 static inline __attribute__((always_inline)) void
 tile_kernel(int kc, const real *restrict a, long a_row_step, long a_k_step, const real *restrict b,
-            real *restrict C, long ldc, int rows, int cols, int overwrite) {
+            real *restrict C, long ldc, int rows, int cols, TileStore store) {
     vreal acc[MR][NV]; /* the MR x NR tile, in 16 registers */
     for (int i = 0; i < MR; i++)
         for (int v = 0; v < NV; v++) acc[i][v] = (vreal){0};
@@ -183,33 +192,30 @@ tile_kernel(int kc, const real *restrict a, long a_row_step, long a_k_step, cons
             for (int v = 0; v < NV; v++) {
                 real *c = C + i * ldc + v * VL;
                 vreal sum = acc[i][v];
-                if (!overwrite) {
-                    vreal old;
-                    memcpy(&old, c, sizeof old);
-                    sum += old;
-                }
-                memcpy(c, &sum, sizeof sum);
+                if (!store.overwrite) sum += vreal_load(c);
+                if (store.bias) sum += vreal_load(store.bias + v * VL);
+                vreal_store(c, sum);
             }
         return;
     }
     real tile[MR][NR];
     for (int i = 0; i < MR; i++)
         for (int v = 0; v < NV; v++) memcpy(&tile[i][v * VL], &acc[i][v], sizeof(vreal));
-    store_tile(&tile[0][0], NR, rows, cols, C, ldc, overwrite);
+    store_tile(&tile[0][0], NR, rows, cols, C, ldc, store);
 }
 
 /* A packed A micro-panel: a(i, p) = a[p * MR + i]. */
 KERNEL_FP_CONTRACT
 static void micro_kernel(int kc, const real *a, const real *b, real *C, long ldc, int rows,
-                         int cols, int overwrite) {
-    tile_kernel(kc, a, 1, MR, b, C, ldc, rows, cols, overwrite);
+                         int cols, TileStore store) {
+    tile_kernel(kc, a, 1, MR, b, C, ldc, rows, cols, store);
 }
 
 /* MR rows of a row-major A read where they are: a(i, p) = a[i * lda + p]. */
 KERNEL_FP_CONTRACT
 static void micro_kernel_rows(int kc, const real *a, long lda, const real *b, real *C, long ldc,
-                              int rows, int cols, int overwrite) {
-    tile_kernel(kc, a, lda, 1, b, C, ldc, rows, cols, overwrite);
+                              int rows, int cols, TileStore store) {
+    tile_kernel(kc, a, lda, 1, b, C, ldc, rows, cols, store);
 }
 
 /* The narrow tile, MR_NARROW x NR_NARROW (12 x 16 floats with AVX-512), for products with
@@ -225,7 +231,7 @@ KERNEL_FP_CONTRACT
 static inline __attribute__((always_inline)) void
 narrow_tile_kernel(int kc, const real *restrict a, long a_row_step, long a_k_step,
                    const real *restrict b, real *restrict C, long ldc, int rows, int cols,
-                   int overwrite) {
+                   TileStore store) {
     vreal acc[MR_NARROW]; /* the MR_NARROW x NR_NARROW tile, in 12 registers */
     for (int i = 0; i < MR_NARROW; i++) acc[i] = (vreal){0};
     for (int p = 0; p < kc; p++, a += a_k_step, b += NR_NARROW) {
@@ -237,32 +243,29 @@ narrow_tile_kernel(int kc, const real *restrict a, long a_row_step, long a_k_ste
         for (int i = 0; i < MR_NARROW; i++) {
             real *c = C + i * ldc;
             vreal sum = acc[i];
-            if (!overwrite) {
-                vreal old;
-                memcpy(&old, c, sizeof old);
-                sum += old;
-            }
-            memcpy(c, &sum, sizeof sum);
+            if (!store.overwrite) sum += vreal_load(c);
+            if (store.bias) sum += vreal_load(store.bias);
+            vreal_store(c, sum);
         }
         return;
     }
     real tile[MR_NARROW][NR_NARROW];
     for (int i = 0; i < MR_NARROW; i++) memcpy(&tile[i][0], &acc[i], sizeof(vreal));
-    store_tile(&tile[0][0], NR_NARROW, rows, cols, C, ldc, overwrite);
+    store_tile(&tile[0][0], NR_NARROW, rows, cols, C, ldc, store);
 }
 
 /* The narrow kernel on a packed A micro-panel: a(i, p) = a[p * MR_NARROW + i]. */
 KERNEL_FP_CONTRACT
 static void narrow_micro_kernel(int kc, const real *a, const real *b, real *C, long ldc, int rows,
-                                int cols, int overwrite) {
-    narrow_tile_kernel(kc, a, 1, MR_NARROW, b, C, ldc, rows, cols, overwrite);
+                                int cols, TileStore store) {
+    narrow_tile_kernel(kc, a, 1, MR_NARROW, b, C, ldc, rows, cols, store);
 }
 
 /* The narrow kernel on MR_NARROW rows of a row-major A read in place: a(i, p) = a[i * lda + p]. */
 KERNEL_FP_CONTRACT
 static void narrow_micro_kernel_rows(int kc, const real *a, long lda, const real *b, real *C,
-                                     long ldc, int rows, int cols, int overwrite) {
-    narrow_tile_kernel(kc, a, lda, 1, b, C, ldc, rows, cols, overwrite);
+                                     long ldc, int rows, int cols, TileStore store) {
+    narrow_tile_kernel(kc, a, lda, 1, b, C, ldc, rows, cols, store);
 }
 
 /* Ask for the C tile's cache lines before the kernel runs, so they have arrived (from L2 or L3)
@@ -406,11 +409,12 @@ typedef struct Gemm {
     real *C;
     long ldc;
     int accumulate;
-    int m_tiles;   /* ceil(M / mr): tile rows of C */
-    int m_blocks;  /* A blocks: the tile rows shared out evenly (see a_block_rows) */
-    int mc;        /* rows of the largest A block (<= MC, a multiple of mr) */
-    int n_chunks;  /* each B panel is split into this many column chunks of whole nr */
-    real *b_panel; /* KC x NC, shared */
+    const real *bias; /* gemm_bias: (N), added to every row of C after the last k-block */
+    int m_tiles;      /* ceil(M / mr): tile rows of C */
+    int m_blocks;     /* A blocks: the tile rows shared out evenly (see a_block_rows) */
+    int mc;           /* rows of the largest A block (<= MC, a multiple of mr) */
+    int n_chunks;     /* each B panel is split into this many column chunks of whole nr */
+    real *b_panel;    /* KC x NC, shared */
     /* A B packed beforehand (gemm_packed): micro-panel q of columns j0 + q nr starts at
      * b_packed + q b_packed_stride, and its row k0 + p at p nr within it; NULL: pack per call. */
     const real *b_packed;
@@ -482,10 +486,11 @@ static void multiply_block(const Gemm *g, real *a_block, const real *b_panel, lo
     const int mr = g->mr, nr = g->nr;
     int chunk_width = round_up((nc + g->n_chunks - 1) / g->n_chunks, nr);
     int j_begin = chunk * chunk_width, j_end = min_int(nc, j_begin + chunk_width);
-    int overwrite = pc == 0 && !g->accumulate;
+    int overwrite = pc == 0 && !g->accumulate, last_k_block = pc + kc == g->K;
     for (int jr = j_begin; jr < j_end; jr += nr) {
         const real *b_micro = b_panel + jr / nr * b_stride;
         int cols = min_int(nr, nc - jr);
+        TileStore store = {overwrite, g->bias && last_k_block ? g->bias + jc + jr : NULL};
         for (int ir = 0; ir < mc; ir += mr) {
             real *c = g->C + (ic + ir) * g->ldc + jc + jr;
             int rows = min_int(mr, mc - ir);
@@ -494,16 +499,16 @@ static void multiply_block(const Gemm *g, real *a_block, const real *b_panel, lo
                 const real *a = g->a.data + (ic + ir) * g->a.row_stride + pc;
                 if (g->narrow)
                     narrow_micro_kernel_rows(kc, a, g->a.row_stride, b_micro, c, g->ldc, rows, cols,
-                                             overwrite);
+                                             store);
                 else
                     micro_kernel_rows(kc, a, g->a.row_stride, b_micro, c, g->ldc, rows, cols,
-                                      overwrite);
+                                      store);
             } else {
                 const real *a = a_block + (g->a_in_place ? 0 : (long)ir * kc);
                 if (g->narrow)
-                    narrow_micro_kernel(kc, a, b_micro, c, g->ldc, rows, cols, overwrite);
+                    narrow_micro_kernel(kc, a, b_micro, c, g->ldc, rows, cols, store);
                 else
-                    micro_kernel(kc, a, b_micro, c, g->ldc, rows, cols, overwrite);
+                    micro_kernel(kc, a, b_micro, c, g->ldc, rows, cols, store);
             }
         }
     }
@@ -630,6 +635,20 @@ void gemm(int trans_a, int trans_b, int M, int N, int K, const real *A, int lda,
     Gemm g = gemm_setup(trans_a, M, N, K, A, lda, N <= NR_NARROW, C, ldc, accumulate);
     /* op(B) read as (j, k) = B[k][j] or, transposed, B[j][k]. */
     g.b = trans_b ? (Strided){B, ldb, 1} : (Strided){B, 1, ldb};
+    gemm_run(&g);
+}
+
+void gemm_bias(int trans_b, int M, int N, int K, const real *A, int lda, const real *B, int ldb,
+               const real *bias, real *C, int ldc) {
+    if (M <= 0 || N <= 0) return;
+    if (empty_sum(M, N, K, C, ldc, 0)) {
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) C[(long)i * ldc + j] = bias[j];
+        return;
+    }
+    Gemm g = gemm_setup(0, M, N, K, A, lda, N <= NR_NARROW, C, ldc, 0);
+    g.b = trans_b ? (Strided){B, ldb, 1} : (Strided){B, 1, ldb};
+    g.bias = bias;
     gemm_run(&g);
 }
 

@@ -15,6 +15,13 @@
 void gemm(int trans_a, int trans_b, int M, int N, int K, const real *A, int lda, const real *B,
           int ldb, real *C, int ldc, int accumulate);
 
+/* C (M x N) = A op(B) + 1 bias^T: bias (N) added to every row, each element after its whole
+ * sum (as gemm followed by a pass adding the bias would, bit for bit), but while the tile is
+ * still in registers instead of in a second pass over C. A is not transposed. The linear
+ * layer's forward. */
+void gemm_bias(int trans_b, int M, int N, int K, const real *A, int lda, const real *B, int ldb,
+               const real *bias, real *C, int ldc);
+
 /* A B shared by several products - attention's keys, used by every row block of a causal layer
  * - can be packed once instead of once per product:
  *

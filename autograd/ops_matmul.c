@@ -203,7 +203,7 @@ Tensor *op_matmul(Tape *tape, Tensor *a, Tensor *b, int trans_a, int trans_b) {
 /* ---- linear: y = x W^T + b as one op ----------------------------------------------------
  * x (..., in) is R = x->size / in rows; weight W (out, in); bias b (out) or NULL; y (..., out):
  *     y_rj = b_j + sum_k x_rk W_jk
- * Forward: ONE gemm, (R, in) x (in, out), then b is added to each row.
+ * Forward: ONE gemm, (R, in) x (in, out), adding b to each row as it stores (gemm_bias).
  * Backward, from dy (R, out):
  *     dx += dy W        (R, out) x (out, in)    dy_rj reaches x_rk through W_jk,
  *     dW += dy^T x      (out, R) x (R, in)      and W_jk through x_rk, summed over the rows;
@@ -250,9 +250,10 @@ Tensor *op_linear(Tape *tape, Tensor *x, Tensor *weight, Tensor *bias) {
     shape[x->ndim - 1] = out;
     Tensor *y = tape_tensor(tape, x->ndim, shape);     /* (..., out) */
     int rows = (int)shape_size(x->ndim - 1, x->shape); /* x's leading dims */
-    gemm(0, 1, rows, out, in, x->data, in, weight->data, in, y->data, out, 0); /* y = x W^T */
-    for (long r = 0; bias && r < rows; r++)                                    /* y += b */
-        for (int j = 0; j < out; j++) y->data[r * out + j] += bias->data[j];
+    if (bias) /* y = x W^T + b, the bias added as each tile is stored */
+        gemm_bias(1, rows, out, in, x->data, in, weight->data, in, bias->data, y->data, out);
+    else
+        gemm(0, 1, rows, out, in, x->data, in, weight->data, in, y->data, out, 0);
     Tensor *inputs[3] = {x, weight, bias};
     tape_record(tape, "linear", linear_backward, y, bias ? 3 : 2, inputs);
     return y;

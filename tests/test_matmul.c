@@ -258,6 +258,34 @@ static void gemm_packed_matches_gemm_on_each_part(void **state) {
         }
 }
 
+/* gemm_bias adds the bias as it stores each tile, after the element's whole sum: the same bits
+ * as gemm followed by a pass adding the bias, on every shape class (one and several k-blocks,
+ * narrow and wide tiles, ragged edges, both layouts of B, K = 0: C = the bias). */
+static void gemm_bias_matches_gemm_then_bias_bit_for_bit(void **state) {
+    (void)state;
+    Rng rng;
+    rng_seed(&rng, 13);
+    const int shapes[][3] = {{1, 1, 1},  {37, 8, 5},      {131, 17, 600}, {64, 256, 32},
+                             {9, 40, 0}, {200, 70, 1100}, {16, 16, 16}};
+    for (int s = 0; s < 7; s++)
+        for (int trans_b = 0; trans_b < 2; trans_b++) {
+            int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+            int lda = K + 1, ldb = (trans_b ? K : N) + 2, ldc = N + 3;
+            real *A = padded_matrix(&rng, M, K, lda, (real)NAN);
+            real *B = padded_matrix(&rng, trans_b ? N : K, trans_b ? K : N, ldb, (real)NAN);
+            real *bias = padded_matrix(&rng, 1, N, N, 0);
+            real *C = padded_matrix(&rng, M, N, ldc, SENTINEL);
+            real *C_then = malloc((size_t)M * ldc * sizeof(real));
+            memcpy(C_then, C, (size_t)M * ldc * sizeof(real));
+            gemm_bias(trans_b, M, N, K, A, lda, B, ldb, bias, C, ldc);
+            gemm(0, trans_b, M, N, K, A, lda, B, ldb, C_then, ldc, 0);
+            for (int i = 0; i < M; i++)
+                for (int j = 0; j < N; j++) C_then[(long)i * ldc + j] += bias[j];
+            assert_memory_equal(C, C_then, (size_t)M * ldc * sizeof(real));
+            free(A), free(B), free(bias), free(C), free(C_then);
+        }
+}
+
 /* A part outside the packed B, or starting between panels, fails with one line. */
 static void gemm_packed_refuses_a_part_it_does_not_hold(void **state) {
     (void)state;
@@ -705,6 +733,7 @@ int main(void) {
         cmocka_unit_test(gemm_gives_the_same_bits_whichever_way_b_is_stored),
         cmocka_unit_test(gemm_packed_matches_gemm_on_each_part),
         cmocka_unit_test(gemm_packed_refuses_a_part_it_does_not_hold),
+        cmocka_unit_test(gemm_bias_matches_gemm_then_bias_bit_for_bit),
         cmocka_unit_test(gemm_with_an_empty_dimension),
         cmocka_unit_test(gemm_result_does_not_depend_on_the_thread_count),
         cmocka_unit_test(gemm_is_right_as_its_workspace_grows_and_is_freed),
