@@ -67,21 +67,24 @@
  * register: 16 floats with AVX-512) and, for each p, does MR broadcasts of a[p][i], NR / VL loads
  * of b[p][..] and MR * NR / VL fused multiply-adds: with MR = 8 and NR = 2 VL that is 16 FMAs for
  * 10 loads, which keeps the FMA units busy, and the tile takes 16 of AVX-512's 32 registers. (MR
- * was 6, the classic height for 16 registers: 8 made the attention-sized products 6-10% and
- * the 2048-row ones 2-5% faster, and 64-row blocks are whole tiles; 12 was slower than both.) It is
+ * was 6, the classic height for 16 registers: with AVX-512, 8 made the attention-sized products
+ * 6-10% and the 2048-row ones 2-5% faster, and 64-row blocks are whole tiles; 12 was slower
+ * than both. With 16 registers (AVX2 and narrower) 8 x 16 would need every register for the
+ * tile alone: it spilled, and the linear layers' products took 1.7x as long, so there MR stays 6,
+ * 12 FMAs for 8 loads.) It is
  * written with GCC/Clang vector extensions (a `vreal` is VL reals that + and * act on lane by
  * lane), so both compilers keep the tile in registers; the plain-C loop it stands for is in the
  * comment above it. (That plain loop, with float tile[8][32], runs as fast under GCC -O3
  * -march=native, but Clang 14 keeps half the tile in memory and runs at half the speed.)
  *
- * Two tiles. The wide one above, MR x NR = 8 x 32, suits every product but the narrowest: when
- * N <= VL (16 floats), half its columns would be zero padding and half its FMAs wasted. Four of
- * the six products of fused attention are that shape (N = head dim = 16). gemm() picks by N
- * alone: N <= VL takes the narrow tile, MR_NARROW x NR_NARROW = 12 x 16 (one vector wide), in
- * 12 accumulator registers, with 12 broadcasts, 1 load and 12 FMAs per p. Everything
- * else - the five loops, packing (whose panel width is the tile's), reading A in place - is
- * shared; the Gemm struct carries the tile's mr x nr. attention_fwd_bwd_1024 (cpool bench) ran
- * 18% faster on one thread with it (13.9 -> 11.4 ms CPU).
+ * Two tiles. The wide one above, MR x NR = 8 x 32 (AVX-512 floats), suits every product but the
+ * narrowest: when N <= VL (16 floats), half its columns would be zero padding and half its FMAs
+ * wasted. Four of the six products of fused attention are that shape (N = head dim = 16). gemm()
+ * picks by N alone: N <= VL takes the narrow tile, MR_NARROW x NR_NARROW = 12 x 16 (one vector
+ * wide), in 12 accumulator registers, with 12 broadcasts, 1 load and 12 FMAs per p. Everything else
+ * - the five loops, packing (whose panel width is the tile's), reading A in place - is shared; the
+ * Gemm struct carries the tile's mr x nr. attention_fwd_bwd_1024 (cpool bench) ran 18% faster on
+ * one thread with it (13.9 -> 11.4 ms CPU).
  *
  * Determinism: every C element is summed in a fixed order - within a k-block the kernel adds the
  * KC products p = 0, 1, ... into its register, then the k-blocks are added into C in order - and
@@ -107,7 +110,11 @@
 /* --- The block sizes (the vector type, vreal of VL lanes, is in simd.h) ------------------ */
 
 enum {
-    MR = 8,         /* wide tile rows: 8 broadcasts of a per step */
+#if defined(__AVX512F__)
+    MR = 8, /* wide tile rows: 8 broadcasts of a per step; 16 accumulators of 32 registers */
+#else
+    MR = 6, /* 16 vector registers (AVX2, SSE, NEON): 12 accumulators, 2 of b, 1 broadcast */
+#endif
     NV = 2,         /* wide tile width in vectors */
     NR = NV * VL,   /* wide tile columns: 32 floats with AVX-512 */
     MR_NARROW = 12, /* narrow tile rows, for N <= VL */
@@ -178,7 +185,7 @@ KERNEL_FP_CONTRACT
 static inline __attribute__((always_inline)) void
 tile_kernel(int kc, const real *restrict a, long a_row_step, long a_k_step, const real *restrict b,
             real *restrict C, long ldc, int rows, int cols, TileStore store) {
-    vreal acc[MR][NV]; /* the MR x NR tile, in 16 registers */
+    vreal acc[MR][NV]; /* the MR x NR tile, in MR NV registers */
     for (int i = 0; i < MR; i++)
         for (int v = 0; v < NV; v++) acc[i][v] = (vreal){0};
     for (int p = 0; p < kc; p++, a += a_k_step, b += NR) {

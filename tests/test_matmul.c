@@ -112,13 +112,13 @@ static void check_case(GemmCase *g) {
     free(C_before);
 }
 
-/* (M, N, K): ones, primes, sizes around and beyond the block sizes (MR 8, NR 32 or 16, MC 96,
- * KC 512, NC 2048), so every edge-tile and multi-block path runs; then the shape classes of the
- * models, cut down: attention's head products (64 x 256 x 32, 64 x 32 x 256), a linear layer's
- * forward and backward (rows x 128 x 128, and K = 1100 rows for dW = dy^T x, three k-blocks).
- * A row-major A is read in place except for the ragged last micro-panel of each A block (M = 97,
- * 129, 300 leave 1, 1 and 4 rows there; 64 none), a transposed A is packed: both kinds run in each
- * of the four transpose combinations. */
+/* (M, N, K): ones, primes, sizes around and beyond the block sizes (MR 8, or 6 without AVX-512,
+ * NR 32 or 16, MC 96, KC 512, NC 2048), so every edge-tile and multi-block path runs; then the
+ * shape classes of the models, cut down: attention's head products (64 x 256 x 32, 64 x 32 x 256),
+ * a linear layer's forward and backward (rows x 128 x 128, and K = 1100 rows for dW = dy^T x, three
+ * k-blocks). A row-major A is read in place except for the ragged last micro-panel of each A block
+ * (M = 97, 129, 300 leave 1, 1 and 4 rows there; 64 none), a transposed A is packed: both kinds run
+ * in each of the four transpose combinations. */
 static const int gemm_shapes[][3] = {
     {1, 1, 1},    {1, 7, 1},    {7, 1, 5},     {1, 1, 9},      {7, 13, 5},      {8, 32, 3},
     {5, 31, 17},  {13, 33, 2},  {97, 65, 31},  {129, 65, 257}, {300, 200, 100}, {13, 40, 600},
@@ -156,12 +156,12 @@ static void gemm_accumulates_into_c_with_padded_leading_dimensions(void **state)
 }
 
 /* Products at most one vector wide (N <= 16 floats with AVX-512, 8 doubles) take gemm's narrow
- * 12-row tile, wider ones the 8 x 32 tile: N = 1, 8, 15, 16, 17 lies on both sides of the switch
- * in float32 and float64 and makes ragged and full narrow tiles. M = 1, 13, 37, 131 are not
- * multiples of 12 or 8 (a ragged last micro-panel, in place or packed); 131 rows make two A
- * blocks; K = 600 takes two k-blocks, so accumulation into C happens inside gemm too. Every
- * transpose form, overwrite and accumulate, padded leading dimensions; the bound is the one at
- * the top of the file. */
+ * 12-row tile, wider ones the 8 x 32 (6 x 32 without AVX-512) tile: N = 1, 8, 15, 16, 17 lies on
+ * both sides of the switch in float32 and float64 and makes ragged and full narrow tiles. M = 1,
+ * 13, 37, 131 are not multiples of 12 or 8 (a ragged last micro-panel, in place or packed); 131
+ * rows make two A blocks; K = 600 takes two k-blocks, so accumulation into C happens inside gemm
+ * too. Every transpose form, overwrite and accumulate, padded leading dimensions; the bound is the
+ * one at the top of the file. */
 static void gemm_narrow_products_match_reference(void **state) {
     (void)state;
     Rng rng;
