@@ -8,6 +8,7 @@
 #   make lint       clang-format check and cppcheck
 #   make bench      the performance tables: every `cpool bench` row against PyTorch, matmul
 #                   GFLOP/s against OpenBLAS
+#   make callgrind  instructions per benchmark char-LM step, counted by callgrind (~10 min)
 #   make run        the main job (README's first command): train, sample, figures
 #   make experiments  every run behind docs/results.md (tools/experiments.mk)
 #   make deps       install the Debian packages the project needs (or say how)
@@ -44,7 +45,7 @@ TESTS32 := $(TEST_SRC:tests/%.c=$(BUILD)/tests32/%)
 TESTS64 := $(TEST_SRC:tests/%.c=$(BUILD)/tests64/%)
 
 # (run-tests is the part of `test` after the package check.)
-.PHONY: all test run-tests asan valgrind valgrind-train lint format bench run deps clean
+.PHONY: all test run-tests asan valgrind valgrind-train lint format bench callgrind run deps clean
 all: $(LIB32) $(LIB64) $(BUILD)/cpool $(BUILD)/cpool64
 
 # Quiet by default ("CC32 file.c"); `make V=1` shows the full command lines.
@@ -130,6 +131,13 @@ bench: deps
 	@$(MAKE) --no-print-directory $(BUILD)/cpool
 	$(BUILD)/cpool bench --torch --repeats $(BENCH_REPEATS)
 	@$(MAKE) --no-print-directory -C bench BUILD=../$(BUILD)
+
+# Instructions per run of a bench row (CALLGRIND_ROW, default the benchmark char-LM step) under
+# callgrind, with a cpool built for AVX2 (valgrind does not know AVX-512): bench/callgrind-step.sh.
+CALLGRIND_ROW ?= charlm_step_cp
+callgrind: deps
+	@$(MAKE) --no-print-directory BUILD=build-callgrind OPT="-O3 -march=x86-64-v3" build-callgrind/cpool
+	@bench/callgrind-step.sh build-callgrind $(CALLGRIND_ROW)
 
 # The main job: train a small ContextPool char-LM on the KJV text (about 5 minutes on two cores),
 # print its held-out bpc and a sample, and draw its figures into runs/main/.
