@@ -17,12 +17,12 @@ set title 'time'
 set ylabel 'time per forward + backward (ms)'
 plot 'docs/figures/cost.cost.dat' using 1:2 with linespoints pt 7 lw 2.5 lc rgb '#1f77b4' title 'ContextPool (op\_contextpool1d)', \
      '' using 1:4 with linespoints pt 5 lw 2.5 lc rgb '#d62728' title 'attention (attention\_forward)', \
-     0.09423 * (x / 128) with lines dt 2 lw 1 lc rgb '#777777' title 'slope 1: ∝ N', \
-     0.378153 * (x / 128)**2 with lines dt 3 lw 1 lc rgb '#777777' title 'slope 2: ∝ N^2'
+     0.042934 * (x / 128) with lines dt 2 lw 1 lc rgb '#777777' title 'slope 1: ∝ N', \
+     0.293937 * (x / 128)**2 with lines dt 3 lw 1 lc rgb '#777777' title 'slope 2: ∝ N^2'
 set title 'memory'
 set ylabel 'tape arena peak (MB)'
 plot 'docs/figures/cost.cost.dat' using 1:3 with linespoints pt 7 lw 2.5 lc rgb '#1f77b4' title 'ContextPool (op\_contextpool1d)', \
      '' using 1:5 with linespoints pt 5 lw 2.5 lc rgb '#d62728' title 'attention (attention\_forward)', \
-     0.0769653 * (x / 128) with lines dt 2 lw 1 lc rgb '#777777' title 'slope 1: ∝ N', \
-     0.596619 * (x / 128)**2 with lines dt 3 lw 1 lc rgb '#777777' title 'slope 2: ∝ N^2'
+     0.0773315 * (x / 128) with lines dt 2 lw 1 lc rgb '#777777' title 'slope 1: ∝ N', \
+     0.627808 * (x / 128)**2 with lines dt 3 lw 1 lc rgb '#777777' title 'slope 2: ∝ N^2'
 unset multiplot
