@@ -419,6 +419,26 @@ static void result_free(Result *r) {
 /* Builds the layer from `config` with parameters drawn from seed 99 (pred.2.bias[1] then set to
  * bias_b unless 0), runs it on a copy of x, backpropagates an upstream gradient drawn from seed
  * 5, and keeps y and every gradient. */
+/* Backward from `out` with a fixed random upstream gradient (seed 5), then keep out, dx and the
+ * four predictor parameters' gradients; frees the tape, x and the parameters. */
+static Result backward_and_keep(Tape *tape, Tensor *out, Tensor *x, ParamSet *params) {
+    Rng rng;
+    rng_seed(&rng, 5);
+    real *upstream = malloc((size_t)out->size * sizeof(real));
+    for (long i = 0; i < out->size; i++) upstream[i] = (real)rng_range(&rng, -1, 1);
+    tape_backward_from(tape, out, upstream);
+    Result r = {.size = {0}};
+    keep(&r, 0, out->data, out->size);
+    keep(&r, 1, x->grad, x->size);
+    for (int p = 0; p < 4; p++)
+        keep(&r, 2 + p, params->items[p].tensor->grad, params->items[p].tensor->size);
+    free(upstream);
+    tape_free(tape);
+    tensor_free(x);
+    params_free(params);
+    return r;
+}
+
 static Result run_layer(ContextPoolConfig config, int two_d, const Tensor *x_in, double bias_b) {
     ParamSet params = {0};
     Rng rng;
@@ -431,20 +451,7 @@ static Result run_layer(ContextPoolConfig config, int two_d, const Tensor *x_in,
     Tape *tape = tape_create();
     Tensor *y = two_d ? contextpool2d_forward(tape, &layer, x, NULL)
                       : contextpool_forward(tape, &layer, x, NULL);
-    real *upstream = malloc((size_t)y->size * sizeof(real));
-    rng_seed(&rng, 5);
-    for (long i = 0; i < y->size; i++) upstream[i] = (real)rng_range(&rng, -1, 1);
-    tape_backward_from(tape, y, upstream);
-    Result r = {.size = {0}};
-    keep(&r, 0, y->data, y->size);
-    keep(&r, 1, x->grad, x->size);
-    for (int p = 0; p < 4; p++)
-        keep(&r, 2 + p, params.items[p].tensor->grad, params.items[p].tensor->size);
-    free(upstream);
-    tape_free(tape);
-    tensor_free(x);
-    params_free(&params);
-    return r;
+    return backward_and_keep(tape, y, x, &params);
 }
 
 /* Fused and composed agree to 1e-12 in double (relative to max(1, |value|)); float32 sums in
@@ -510,20 +517,7 @@ static Result run_predictor(ContextPoolConfig config, const Tensor *x_in, int ch
         ws[0] = aux.weights, ws[1] = aux.support;
     }
     Tensor *out = op_concat(tape, ws, 2, 1);
-    real *upstream = malloc((size_t)out->size * sizeof(real));
-    rng_seed(&rng, 5);
-    for (long i = 0; i < out->size; i++) upstream[i] = (real)rng_range(&rng, -1, 1);
-    tape_backward_from(tape, out, upstream);
-    Result r = {.size = {0}};
-    keep(&r, 0, out->data, out->size);
-    keep(&r, 1, x->grad, x->size);
-    for (int p = 0; p < 4; p++)
-        keep(&r, 2 + p, params.items[p].tensor->grad, params.items[p].tensor->size);
-    free(upstream);
-    tape_free(tape);
-    tensor_free(x);
-    params_free(&params);
-    return r;
+    return backward_and_keep(tape, out, x, &params);
 }
 
 /* w, s and every gradient of the predictor (op_conv1d_nlc on x (B, N, dim), [a, b] last) equal
