@@ -69,8 +69,10 @@ int main(void) {
     say("A small convolutional network reads the sequence: a convolution of width 3 (each "
         "token sees itself and its two neighbours) to max(8, D/4) hidden channels, GELU, then a "
         "1x1 "
-        "convolution to 2 channels, a and b. Convolutions run along the sequence, so the "
-        "features become channels first. We take the defaults but a small range for s, "
+        "convolution to 2 channels, a and b. Convolutions run along the sequence, so here the "
+        "features become channels first (the layer itself skips that transpose: op_conv1d_nlc "
+        "reads the tokens as they are and gives the same numbers). We take the defaults but a "
+        "small range for s, "
         "s in (0.5, 2), and a truncation radius of 2 tokens, so that the numbers below stay few.");
     ContextPoolConfig config = contextpool_default_config(D, 0);
     config.s_max = 2;
