@@ -6,7 +6,7 @@
  * the forward is
  *     S_ij = c q_i . k_j                      for j in seen(i); no other score is formed
  *     P_ij = e^(S_ij - m_i) / sum_{l in seen(i)} e^(S_il - m_i),  m_i = max_{l in seen(i)} S_il
- *     P_ij = 0                                for j outside seen(i) (exactly: never exp'd)
+ *     P_ij = 0                                for j outside seen(i) (exactly: e^-inf or unformed)
  *     o_i  = sum_j P_ij v_j                   O = P V
  * the same numbers as the chain scale -> matmul -> masked_fill -> softmax -> matmul, whose
  * masked scores (-1e30) underflow to the same exact 0.
