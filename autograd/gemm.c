@@ -152,6 +152,14 @@ typedef struct TileStore {
     const real *bias; /* the bias of the tile's first column, or NULL */
 } TileStore;
 
+/* One vector of a full tile into C at c: its sum, plus C's old value unless overwrite, plus the
+ * bias vector when there is one (both kernels' full tiles go through here). */
+static inline void store_vector(real *c, vreal sum, int overwrite, const real *bias) {
+    if (!overwrite) sum += vreal_load(c);
+    if (bias) sum += vreal_load(bias);
+    vreal_store(c, sum);
+}
+
 /* C[0..rows-1][0..cols-1] = tile (overwrite) or += tile, where tile(i, j) = tile[i * width + j].
  * Only the ragged tiles at the bottom and right edges of C come here; the kernels store full
  * tiles themselves. */
@@ -196,13 +204,9 @@ tile_kernel(int kc, const real *restrict a, long a_row_step, long a_k_step, cons
     }
     if (rows == MR && cols == NR) {
         for (int i = 0; i < MR; i++)
-            for (int v = 0; v < NV; v++) {
-                real *c = C + i * ldc + v * VL;
-                vreal sum = acc[i][v];
-                if (!store.overwrite) sum += vreal_load(c);
-                if (store.bias) sum += vreal_load(store.bias + v * VL);
-                vreal_store(c, sum);
-            }
+            for (int v = 0; v < NV; v++)
+                store_vector(C + i * ldc + v * VL, acc[i][v], store.overwrite,
+                             store.bias ? store.bias + v * VL : NULL);
         return;
     }
     real tile[MR][NR];
@@ -247,13 +251,8 @@ narrow_tile_kernel(int kc, const real *restrict a, long a_row_step, long a_k_ste
         for (int i = 0; i < MR_NARROW; i++) acc[i] += a[i * a_row_step] * b_row; /* broadcast */
     }
     if (rows == MR_NARROW && cols == NR_NARROW) {
-        for (int i = 0; i < MR_NARROW; i++) {
-            real *c = C + i * ldc;
-            vreal sum = acc[i];
-            if (!store.overwrite) sum += vreal_load(c);
-            if (store.bias) sum += vreal_load(store.bias);
-            vreal_store(c, sum);
-        }
+        for (int i = 0; i < MR_NARROW; i++)
+            store_vector(C + i * ldc, acc[i], store.overwrite, store.bias);
         return;
     }
     real tile[MR_NARROW][NR_NARROW];
